@@ -1,0 +1,589 @@
+"""Recipe schema and loader.
+
+A recipe is one YAML file describing a whole run (model, LoRA, data mix, SFT, PPO, GRPO, reward,
+environments, eval, tracking). The loader resolves ``extends`` (deep merge: mappings merge, lists and
+scalars replace), applies ``key=value`` command-line overrides, and validates the result against the
+pydantic schema below. Every problem becomes a :class:`ConfigError` whose message names the file (or
+override) that set the offending value, the dotted field, the value and what is wrong with it.
+
+Models are strict: no silent coercion of strings to numbers or booleans (``wandb: "false"`` is an
+error, not ``True``); an int is still accepted where a float is expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hermes_train.errors import HermesTrainError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataSource",
+    "EnvironmentsConfig",
+    "EvalConfig",
+    "GrpoConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "PpoConfig",
+    "Recipe",
+    "RewardConfig",
+    "RewardWeights",
+    "SftConfig",
+    "TrackingConfig",
+    "load_recipe",
+    "recipe_to_yaml",
+    "resolve_recipe_dict",
+    "save_resolved_recipe",
+]
+
+
+class ConfigError(HermesTrainError):
+    """A recipe could not be loaded; ``str(err)`` is the whole human-readable message."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------------
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelConfig(BaseModel):
+    """The base language model to train."""
+
+    model_config = _STRICT
+
+    name_or_path: str = Field(
+        "tiny:xs",
+        min_length=1,
+        description="'tiny:<size>' is the project's own offline tiny model, built on first use; "
+        "anything else is a local directory or hub id passed to from_pretrained.",
+    )
+    tokenizer_name_or_path: str | None = Field(None, description="Tokenizer to load; None = same as the model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype.")
+    attn_implementation: str | None = Field(None, description="e.g. 'sdpa', 'flash_attention_2'; None = library default.")
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code from the hub.")
+
+
+class LoraConfig(BaseModel):
+    """LoRA adapter trained on top of the frozen base model."""
+
+    model_config = _STRICT
+
+    r: int = Field(16, gt=0, description="Adapter rank.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer but the head."
+    )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases are trained.")
+    adapter_path: str | None = Field(None, description="Start from this existing adapter instead of a fresh one.")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _one_clear_error(cls, value: Any) -> Any:
+        # Without this, a bad value yields one error per union member, which reads badly.
+        if value == "all-linear" or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError("should be 'all-linear' or a non-empty list of module names")
+
+
+DataKind = Literal["hermes_fc", "glaive", "xlam", "sharegpt", "openai", "env", "synthetic"]
+DataCategory = Literal["tool_call", "reasoning", "instruction", "code", "chat"]
+
+
+class DataSource(BaseModel):
+    """One source in the SFT data mix."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, description="Unique name of the source within the mix.")
+    kind: DataKind = Field(description="Format/loader: a public dataset format, 'env' (rollouts of the tool "
+                           "environments) or 'synthetic' (the project's own generators).")
+    path: str | None = Field(None, description="Hub id or local file/dir; unused by 'env' and 'synthetic'.")
+    category: DataCategory = Field(description="Category of the Hermes 3 mix this source counts towards.")
+    weight: float = Field(ge=0.0, description="Relative share of the mix (normalised over all sources).")
+    split: str = Field("train", description="Dataset split to read.")
+    max_examples: int | None = Field(None, gt=0, description="Cap on examples read from this source.")
+
+
+class DataConfig(BaseModel):
+    """SFT data: the weighted mix of sources and how it is cut."""
+
+    model_config = _STRICT
+
+    sources: list[DataSource] = Field(default_factory=list, description="The mix; empty = nothing configured.")
+    num_examples: int = Field(2000, gt=0, description="Total examples drawn from the mix.")
+    eval_fraction: float = Field(0.05, ge=0.0, le=0.5, description="Share held out for SFT evaluation.")
+    max_seq_len: int = Field(2048, gt=0, description="Examples are truncated (or dropped) beyond this many tokens.")
+    strict: bool = Field(False, description="Fail on malformed examples instead of skipping them.")
+
+    @model_validator(mode="after")
+    def _check_mix(self) -> DataConfig:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate source names {duplicates}")
+        if self.sources and sum(s.weight for s in self.sources) == 0:
+            raise ValueError("source weights must not all be zero")
+        return self
+
+
+class SftConfig(BaseModel):
+    """Supervised fine-tuning of the LoRA adapter."""
+
+    model_config = _STRICT
+
+    max_steps: int = Field(200, gt=0, description="Optimizer steps.")
+    learning_rate: float = Field(2e-4, gt=0.0)
+    per_device_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0.0, le=1.0, description="Share of steps spent warming up the LR.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name.")
+    logging_steps: int = Field(10, gt=0)
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
+    assistant_only_loss: bool = Field(True, description="Train only on assistant tokens.")
+    packing: bool = Field(False, description="Pack several examples into one sequence.")
+
+
+class PpoConfig(BaseModel):
+    """PPO on the Atropos reward in the simulated tool environments."""
+
+    model_config = _STRICT
+
+    # Schedule
+    total_iterations: int = Field(100, gt=0, description="Rollout + update iterations.")
+    episodes_per_iteration: int = Field(16, gt=0)
+    # Optimisation
+    learning_rate: float = Field(1e-5, gt=0.0, description="Policy (adapter) learning rate.")
+    critic_learning_rate: float = Field(5e-5, gt=0.0)
+    epochs: int = Field(4, gt=0, description="Passes over each iteration's rollouts.")
+    minibatch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    # KL to the reference (SFT) policy
+    kl_coef: float = Field(0.05, ge=0.0, description="Initial KL penalty coefficient.")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator.")
+    target_kl: float | None = Field(None, gt=0.0, description="When set, an adaptive controller steers kl_coef to it.")
+    early_stop_kl: float | None = Field(None, gt=0.0, description="Stop an iteration's epochs once KL exceeds this.")
+    # Advantages and losses
+    gamma: float = Field(1.0, ge=0.0, le=1.0, description="Discount.")
+    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
+    clip_range: float = Field(0.2, gt=0.0, description="Policy ratio clip.")
+    value_clip_range: float = Field(0.2, gt=0.0, description="Value prediction clip.")
+    entropy_coef: float = Field(0.0, ge=0.0)
+    vf_coef: float = Field(0.5, ge=0.0)
+    whiten_advantages: bool = True
+    normalize_rewards: Literal["none", "total", "per_dimension"] = Field(
+        "none", description="Running normalisation of the reward, of its total or of each dimension."
+    )
+    reward_placement: Literal["terminal", "per_turn"] = Field(
+        "terminal", description="Reward on the last token of the episode, or spread over each assistant turn."
+    )
+    critic: Literal["shared_base", "separate"] = Field(
+        "shared_base", description="Value head on the policy's base model, or a separate critic model."
+    )
+    # Rollouts
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens_per_turn: int = Field(256, gt=0)
+    max_turns: int = Field(8, gt=0)
+    max_episode_tokens: int = Field(2048, gt=0)
+    save_every: int = Field(0, ge=0, description="Checkpoint every N iterations; 0 = only at the end.")
+
+
+class GrpoConfig(BaseModel):
+    """Optional GRPO stage (an alternative to PPO without a critic)."""
+
+    model_config = _STRICT
+
+    enabled: bool = False
+    max_steps: int = Field(100, gt=0)
+    num_generations: int = Field(8, ge=2, description="Completions per prompt; the group needs at least two.")
+    learning_rate: float = Field(1e-6, gt=0.0)
+    beta: float = Field(0.0, ge=0.0, description="KL coefficient; 0 = no reference model.")
+    temperature: float = Field(1.0, gt=0.0)
+    max_completion_length: int = Field(512, gt=0)
+
+
+class RewardWeights(BaseModel):
+    """Weights of the five Atropos reward dimensions (their weighted sum is the scalar reward)."""
+
+    model_config = _STRICT
+
+    task_completion: float = Field(0.35, ge=0.0)
+    tool_accuracy: float = Field(0.25, ge=0.0)
+    efficiency: float = Field(0.15, ge=0.0)
+    error_recovery: float = Field(0.15, ge=0.0)
+    goal_alignment: float = Field(0.10, ge=0.0)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> RewardWeights:
+        if not any(getattr(self, name) for name in type(self).model_fields):
+            raise ValueError("reward weights must not all be zero")
+        return self
+
+
+class RewardConfig(BaseModel):
+    """The Atropos reward."""
+
+    model_config = _STRICT
+
+    weights: RewardWeights = Field(default_factory=RewardWeights)
+    no_error_recovery_score: float = Field(
+        1.0, ge=0.0, le=1.0, description="error_recovery score of a trajectory that had no error to recover from."
+    )
+    invalid_call_penalty: float = Field(0.2, ge=0.0, description="Subtracted per malformed tool call.")
+
+
+Difficulty = Literal["single", "multi_step", "parallel", "nested", "recovery"]
+
+
+class EnvironmentsConfig(BaseModel):
+    """The simulated tool environments episodes are drawn from."""
+
+    model_config = _STRICT
+
+    names: list[str] = Field(
+        default_factory=lambda: ["filesystem", "database", "knowledge_graph", "web_shop", "apis", "bookings"],
+        min_length=1,
+    )
+    difficulties: list[Difficulty] = Field(
+        default_factory=lambda: ["single", "multi_step", "parallel", "nested", "recovery"], min_length=1
+    )
+    transient_failure_rate: float = Field(0.0, ge=0.0, le=1.0, description="Chance a tool call fails transiently.")
+    max_turns: int = Field(8, gt=0)
+    max_observation_chars: int = Field(2000, gt=0, description="Tool results are truncated to this length.")
+
+
+class EvalConfig(BaseModel):
+    """Evaluation in the environments."""
+
+    model_config = _STRICT
+
+    episodes: int = Field(200, gt=0)
+    split: Literal["train", "test"] = Field("test", description="Which task split of the environments to use.")
+    greedy: bool = True
+    max_new_tokens: int = Field(256, gt=0)
+    bootstrap_samples: int = Field(1000, gt=0, description="Resamples for confidence intervals.")
+
+
+class TrackingConfig(BaseModel):
+    """Experiment tracking (Weights & Biases)."""
+
+    model_config = _STRICT
+
+    wandb: bool = False
+    project: str = "hermes-train"
+    entity: str | None = None
+    run_name: str | None = None
+    mode: Literal["online", "offline", "disabled"] = "offline"
+    tags: list[str] = Field(default_factory=list)
+    log_every: int = Field(1, gt=0)
+
+
+class Recipe(BaseModel):
+    """A fully resolved recipe (``extends`` already consumed by the loader)."""
+
+    model_config = _STRICT
+
+    output_dir: str = Field("runs/default", min_length=1)
+    seed: int = Field(0, ge=0)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sft: SftConfig = Field(default_factory=SftConfig)
+    ppo: PpoConfig = Field(default_factory=PpoConfig)
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    environments: EnvironmentsConfig = Field(default_factory=EnvironmentsConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading: YAML files, extends, overrides, with the source of every value tracked
+# --------------------------------------------------------------------------------------------------
+
+KeyPath = tuple[str | int, ...]
+Sources = dict[KeyPath, str]  # path of a leaf (scalar or whole list) -> the file or override that set it
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys: silently keeping the last one hides typos."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _read_yaml(path: Path, shown: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read recipe file: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{shown}: invalid YAML{where}: {problem}") from None
+    if data is None:  # an empty file is an empty recipe: all defaults
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}: the top level of a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _leaf_sources(data: Any, source: str, prefix: KeyPath = ()) -> Sources:
+    """Every leaf under ``data`` attributed to ``source``; mappings are descended, lists are leaves."""
+    if isinstance(data, dict) and data:
+        out: Sources = {}
+        for key, value in data.items():
+            out.update(_leaf_sources(value, source, prefix + (key,)))
+        return out
+    return {prefix: source}
+
+
+def _drop_under(sources: Sources, prefix: KeyPath) -> None:
+    for path in [p for p in sources if p[: len(prefix)] == prefix]:
+        del sources[path]
+
+
+def _deep_merge(dst: dict, dst_sources: Sources, src: dict, src_sources: Sources, prefix: KeyPath = ()) -> None:
+    """Merge ``src`` into ``dst`` in place: mappings merge recursively, anything else replaces."""
+    for key, value in src.items():
+        path = prefix + (key,)
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _deep_merge(dst[key], dst_sources, value, src_sources, path)
+            continue
+        dst[key] = copy.deepcopy(value)
+        _drop_under(dst_sources, path)
+        dst_sources.update({p: s for p, s in src_sources.items() if p[: len(path)] == path})
+
+
+def _load_with_extends(path: Path, shown: str, stack: tuple[tuple[Path, str], ...]) -> tuple[dict, Sources]:
+    """Load ``path`` with its ``extends`` chain merged underneath it; ``stack`` = (real, shown) of the extenders."""
+    real = path.resolve()
+    reals = [r for r, _ in stack]
+    if real in reals:
+        chain = " -> ".join([*(s for _, s in stack[reals.index(real):]), shown])
+        raise ConfigError(f"{shown}: extends cycle: {chain}")
+    data = _read_yaml(path, shown)
+
+    parents = data.pop("extends", None)
+    if parents is None:
+        parents = []
+    elif isinstance(parents, str):
+        parents = [parents]
+    elif not (isinstance(parents, list) and all(isinstance(p, str) and p for p in parents)):
+        raise ConfigError(f"{shown}: 'extends' must be a file path or a list of file paths, got {parents!r}")
+
+    merged: dict = {}
+    merged_sources: Sources = {}
+    for parent in parents:
+        # Relative to the extending file's directory; shown the same way so messages stay relative.
+        parent_path = path.parent / parent
+        parent_shown = os.path.normpath(os.path.join(os.path.dirname(shown), parent))
+        if not parent_path.is_file():
+            raise ConfigError(f"{shown}: extends '{parent}', but {parent_shown} was not found")
+        parent_data, parent_sources = _load_with_extends(parent_path, parent_shown, stack + ((real, shown),))
+        _deep_merge(merged, merged_sources, parent_data, parent_sources)
+    _deep_merge(merged, merged_sources, data, _leaf_sources(data, shown))
+    return merged, merged_sources
+
+
+def _apply_override(data: dict, sources: Sources, override: str) -> None:
+    label = f"command-line override '{override}'"
+    key, sep, raw_value = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{label}: expected key=value with a dotted key, e.g. ppo.kl_coef=0.02")
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"{label}: empty component in key '{key}'")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: value is not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+    node: Any = data  # always a dict or a list
+    path: list[str | int] = []
+    for i, part in enumerate(parts):
+        step: str | int = part
+        if isinstance(node, list):
+            if not part.isdigit():
+                raise ConfigError(f"{label}: {_dotted(path)} is a list; index it with an integer, not '{part}'")
+            step = int(part)
+            if step >= len(node):
+                raise ConfigError(f"{label}: index {step} is out of range, {_dotted(path)} has {len(node)} items")
+        path.append(step)
+        if i == len(parts) - 1:
+            node[step] = value
+        else:
+            # Create (or replace a scalar by) an intermediate mapping; validation then rejects unknown keys.
+            if not isinstance(node[step] if isinstance(node, list) else node.get(step), (dict, list)):
+                node[step] = {}
+                _drop_under(sources, tuple(path))  # the replaced scalar's source no longer applies
+            node = node[step]
+    _drop_under(sources, tuple(path))
+    sources[tuple(path)] = label
+
+
+def _resolve(path: str | Path, overrides: Sequence[str]) -> tuple[dict, Sources, str]:
+    shown = str(path)
+    if isinstance(overrides, str):  # a lone string would be split into characters
+        overrides = [overrides]
+    data, sources = _load_with_extends(Path(path), shown, ())
+    for override in overrides:
+        _apply_override(data, sources, override)
+    return data, sources, shown
+
+
+def resolve_recipe_dict(path: str | Path, overrides: Sequence[str] = ()) -> dict:
+    """The merged raw recipe after ``extends`` and overrides, before validation (no ``extends`` key)."""
+    return _resolve(path, overrides)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation errors -> one readable line per problem
+# --------------------------------------------------------------------------------------------------
+
+
+def _data_path(data: Any, loc: Sequence[str | int], error_type: str) -> KeyPath:
+    """The error's location in the user's data: drops pydantic's union-member tags from ``loc``."""
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif i == len(loc) - 1 and error_type == "missing":
+            pass  # a required field that is absent: keep its name
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _source_of(path: KeyPath, sources: Sources, default: str) -> str:
+    for n in range(len(path), 0, -1):
+        if path[:n] in sources:
+            return sources[path[:n]]
+    # A mapping-level problem (e.g. all-zero weights): the sources of what is under it.
+    below = list(dict.fromkeys(s for p, s in sources.items() if p[: len(path)] == path))
+    return " + ".join(below) if below else default
+
+
+def _field_names_at(path: KeyPath) -> list[str]:
+    """Field names of the model that owns the key at ``path`` (for did-you-mean suggestions)."""
+    model: type[BaseModel] | None = Recipe
+    for part in path[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _validation_error(exc: ValidationError, data: dict, sources: Sources, shown: str) -> ConfigError:
+    _MISSING = object()
+    problems: dict[KeyPath, tuple[str, Any, list[str]]] = {}  # path -> (source, value, messages)
+    for err in exc.errors(include_url=False):
+        path = _data_path(data, err["loc"], err["type"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field ({msg})"
+            close = difflib.get_close_matches(str(path[-1]), _field_names_at(path), n=1) if path else []
+            if close:
+                msg += f"; did you mean '{close[0]}'?"
+        source = _source_of(path, sources, shown)
+        value = _MISSING if err["type"] == "missing" else err.get("input")  # input would be the parent mapping
+        _, _, messages = problems.setdefault(path, (source, value, []))
+        if msg not in messages:
+            messages.append(msg)
+    lines = [
+        f"{source}: {_dotted(path) or '<top level>'}"
+        f"{'' if value is _MISSING else ' = ' + _short_repr(value)}: {' or '.join(messages)}"
+        for path, (source, value, messages) in problems.items()
+    ]
+    if len(lines) == 1:
+        return ConfigError(lines[0])
+    return ConfigError("\n".join([f"invalid recipe {shown}: {len(lines)} problems", *(f"  {line}" for line in lines)]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Load, merge (``extends``), override and validate a recipe. Raises only :class:`ConfigError`."""
+    data, sources, shown = _resolve(path, overrides)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, data, sources, shown) from None
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML: every default filled in, keys in schema order."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def save_resolved_recipe(recipe: Recipe, output_dir: str | Path | None = None) -> Path:
+    """Write ``<output_dir or recipe.output_dir>/config.yaml`` (creating the dir); returns its path."""
+    target = Path(output_dir if output_dir is not None else recipe.output_dir) / "config.yaml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            "# Fully resolved recipe (extends and overrides applied); load it again to rerun.\n" + recipe_to_yaml(recipe),
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write resolved recipe: {exc}") from None
+    return target
+

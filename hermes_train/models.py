@@ -1,0 +1,38 @@
+"""Loading tokenizers and causal LMs for every stage, the same way for the tiny model, local folders and hub ids."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hermes_train import formatting
+from hermes_train.tiny_model import resolve_model_path
+
+if TYPE_CHECKING:
+    from hermes_train.config import ModelConfig
+
+
+def load_tokenizer(cfg: ModelConfig):
+    """The recipe's tokenizer, with the Hermes chat template where the checkpoint has none.
+
+    A base model without a template (most pre-trained checkpoints) gets the project's Hermes template, so
+    rendering is the same for every model; one with its own template keeps it.
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(cfg.tokenizer_name_or_path or cfg.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = formatting.CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(cfg: ModelConfig, **kwargs):
+    """The recipe's causal LM (``model.dtype``, ``model.attn_implementation`` applied)."""
+    from transformers import AutoModelForCausalLM
+
+    options = {"dtype": cfg.dtype, "trust_remote_code": cfg.trust_remote_code, **kwargs}
+    if cfg.attn_implementation:
+        options["attn_implementation"] = cfg.attn_implementation
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.name_or_path), **options)

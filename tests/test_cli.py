@@ -1,0 +1,79 @@
+"""The hermes-train command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "recipes" / "tiny.yaml")
+
+
+def hermes(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hermes_train", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_config_prints_the_resolved_recipe():
+    out = hermes("config", TINY, "ppo.kl_coef=0.02", "lora.target_modules=[q_proj,v_proj]")
+    assert out.returncode == 0, out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    assert resolved["ppo"]["kl_coef"] == 0.02
+    assert resolved["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    assert resolved["reward"]["weights"]["task_completion"] == 0.35  # defaults filled in
+    assert set(resolved) >= {"model", "lora", "data", "sft", "ppo", "grpo", "reward", "environments", "eval", "tracking", "output_dir", "seed"}
+
+
+@pytest.mark.parametrize(
+    "content, overrides, expected",
+    [
+        ("ppo:\n  kl_coef: abc\n", [], ["bad.yaml", "ppo.kl_coef", "'abc'"]),
+        ("ppo:\n  kl_cof: 0.1\n", [], ["bad.yaml", "ppo.kl_cof", "kl_coef"]),
+        ("model: [\n", [], ["bad.yaml", "line"]),
+        ("seed: 1\n", ["sft.max_steps=many"], ["sft.max_steps=many", "'many'"]),
+    ],
+    ids=["wrong_type", "unknown_key", "yaml_syntax", "bad_override"],
+)
+def test_bad_recipes_give_one_readable_line_and_exit_2(tmp_path, content, overrides, expected):
+    (tmp_path / "bad.yaml").write_text(content)
+    out = hermes("config", "bad.yaml", *overrides, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert out.stderr.startswith("error: ")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    for fragment in expected:
+        assert fragment in out.stderr
+
+
+def test_missing_recipe_file(tmp_path):
+    out = hermes("config", "nope.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and "nope.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("stage", ["data", "sft", "ppo", "grpo", "eval", "eval-bfcl", "envs", "report", "export"])
+def test_stages_not_built_yet_say_so(stage):
+    out = hermes(stage, TINY)
+    assert out.returncode == 2
+    assert "not built yet" in out.stderr
+
+
+def test_build_tiny_command(tmp_path, tiny_model_dir):
+    out = hermes("build-tiny", "--out", str(tmp_path / "tiny"), "--size", "xs")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tiny" / "model.safetensors").read_bytes() == (Path(tiny_model_dir) / "model.safetensors").read_bytes()
+
+
+def test_pipeline_runs_what_exists_and_writes_the_resolved_recipe(tmp_path, tiny_cache, tiny_model_dir):
+    out = hermes("pipeline", TINY, "model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", env={"HERMES_TRAIN_CACHE": tiny_cache})
+    assert out.returncode == 0, out.stderr
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["name_or_path"] == "tiny:xs" and saved["output_dir"] == str(tmp_path / "run")
+    assert "renders identically" in out.stderr
+    assert "not built yet" in out.stderr
