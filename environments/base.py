@@ -1,0 +1,457 @@
+"""The environment contract: tools, seeded tasks, a verifier, an oracle, and a sandboxed episode loop.
+
+A subclass of ``ToolEnvironment`` writes only its domain:
+
+* tools: public methods with type hints and a Google-style docstring (their JSON schemas come from
+  ``transformers.utils.get_json_schema``). They raise ``ToolError`` with an informative message when
+  the arguments make no sense; anything else they raise is caught too;
+* ``_setup(task)``: build the episode's world from the task (deterministically);
+* ``_make_task(rng, difficulty, novel)``: draw one task (a ``TaskDraft``) for a difficulty;
+* ``_solve(task)``: the oracle, a generator that yields ``OracleStep``s (parallel calls in one turn),
+  receives their results, and returns the final ``Answer``;
+* ``_verify(answer)``: the score of the final answer and the final state, in [0, 1].
+
+The base class makes every tool safe and observable the same way, whoever calls it (the project's
+rollout loop through ``Episode``, or TRL's ``GRPOTrainer`` calling the methods directly): arguments are
+validated against the tool's JSON schema before the tool runs, transient failures are injected as
+configured, exceptions become error observations, observations are size-capped with a visible marker,
+and every call is recorded in ``env.record``.
+
+The class's public *functions* are exactly ``reset``, ``get_reward`` and the tools, because
+``GRPOTrainer(environment_factory=...)`` exposes every other public function as a tool; the rest of the
+API is classmethods, attributes and underscore names.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import random
+import re
+import types
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import jsonschema
+from transformers.utils import get_json_schema
+
+from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord, Task, TurnRecord
+
+TRANSIENT_ERROR = "503 Service Unavailable: the service failed temporarily; retry the same call"
+NOVEL_SHARE = 0.25  # share of test tasks built on entities held out of the train split
+TEST_SHARE = 0.2  # share of task phrasings reserved for the test split
+_NOT_TOOLS = {"reset", "get_reward"}
+
+
+class ToolError(Exception):
+    """A tool's refusal, shown to the agent as ``{"error": message}``: say what was wrong and how to fix it."""
+
+
+@dataclass
+class TaskDraft:
+    """What ``_make_task`` returns; the base class adds the split, seed and id."""
+
+    family: str
+    prompt: str
+    params: dict[str, Any]
+    relevant_tools: list[str]
+    relevant_entities: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OracleStep:
+    """One oracle turn: short reasoning and the calls made together (several = parallel calls)."""
+
+    think: str
+    calls: list[tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class Answer:
+    """The oracle's final turn."""
+
+    text: str
+    think: str | None = None
+
+
+@dataclass
+class OracleResult:
+    """An expert trajectory (HF messages in the Hermes format) and what it cost."""
+
+    task: Task
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    min_calls: int  # calls the oracle needed, not counting retries of transient failures
+    record: EpisodeRecord
+
+
+def stable_hash(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+def held_out(pool: Sequence[str]) -> list[str]:
+    """The entities of a pool reserved for novel test tasks (about one in five, fixed by name)."""
+    return [x for x in pool if stable_hash(x) % 5 == 0]
+
+
+def entity_pool(pool: Sequence[str], novel: bool) -> list[str]:
+    """Entities a task may be built on: the held-out ones for novel test tasks, the rest otherwise."""
+    reserved = set(held_out(pool))
+    chosen = [x for x in pool if (x in reserved) == novel]
+    return chosen or list(pool)
+
+
+def phrasing_split(prompt: str) -> str:
+    """Which split a task phrasing belongs to, so a test prompt never appears among train prompts."""
+    return "test" if stable_hash(prompt) % 1000 < TEST_SHARE * 1000 else "train"
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+
+
+def normalise(text: Any) -> str:
+    """Lower-case words and numbers only, for lenient matching of answers (``3.0`` reads as ``3``)."""
+    words = []
+    for word in _WORD_RE.findall(str(text).lower()):
+        if "." in word:  # 3.50 -> 3.5, 3.0 -> 3
+            word = word.rstrip("0").rstrip(".")
+        words.append(word)
+    return " ".join(words)
+
+
+def mentions(answer: str | None, value: Any) -> bool:
+    """Whether an answer states a value (as whole words/numbers, case- and punctuation-insensitive)."""
+    if answer is None:
+        return False
+    needle = normalise(value)
+    return bool(needle) and f" {needle} " in f" {normalise(answer)} "
+
+
+def share_mentioned(answer: str | None, values: Sequence[Any]) -> float:
+    """Partial credit: the share of expected values the answer states.
+
+    An answer that lists many more numbers than it was asked for scores 0, so a policy cannot collect
+    credit by enumerating candidates.
+    """
+    if not values or answer is None:
+        return 0.0
+    numbers = sum(word[0].isdigit() for word in normalise(answer).split())
+    if numbers > 4 * len(values) + 6:
+        return 0.0
+    return sum(mentions(answer, v) for v in values) / len(values)
+
+
+class ToolEnvironment:
+    """Base class of the simulated tool environments (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    families: ClassVar[dict[str, list[str]]] = {}  # difficulty -> task families, for `envs list`
+    _tool_cache: ClassVar[dict[type, list[dict[str, Any]]]] = {}
+    _oracle_cache: ClassVar[dict[tuple[type, str], int]] = {}
+
+    def __init__(
+        self,
+        transient_failure_rate: float = 0.0,
+        max_observation_chars: int = 2000,
+        max_turns: int = 8,
+        max_calls_per_turn: int = 8,
+    ):
+        self.transient_failure_rate = transient_failure_rate
+        self.max_observation_chars = max_observation_chars
+        self.max_turns = max_turns
+        self.max_calls_per_turn = max_calls_per_turn
+        self.task: Task | None = None
+        self.record: EpisodeRecord | None = None
+        self._auto_seed = 0
+        self._call_counts: dict[str, int] = {}
+
+    # --- wrapping every tool ----------------------------------------------------------------------------
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, function in list(vars(cls).items()):
+            if inspect.isfunction(function) and not name.startswith("_") and name not in _NOT_TOOLS:
+                setattr(cls, name, _guarded_tool(name, function))
+
+    @classmethod
+    def tool_names(cls) -> list[str]:
+        return [name for name, member in inspect.getmembers(cls, inspect.isfunction) if not name.startswith("_") and name not in _NOT_TOOLS]
+
+    @classmethod
+    def tool_schemas(cls) -> list[dict[str, Any]]:
+        """OpenAI-style schemas of the tools, derived from their signatures and docstrings."""
+        if cls not in ToolEnvironment._tool_cache:
+            schemas = []
+            for name in cls.tool_names():
+                # A bound method, so `self` is not taken for a parameter.
+                schema = get_json_schema(types.MethodType(getattr(cls, name), object()))
+                schema["function"].pop("return", None)  # return types are documentation, not part of a call
+                schemas.append(schema)
+            ToolEnvironment._tool_cache[cls] = schemas
+        return ToolEnvironment._tool_cache[cls]
+
+    # --- tasks ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def generate_task(cls, split: str, difficulty: str, seed: int) -> Task:
+        """The task of this split, difficulty and seed: the same every time, and never shared between splits."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty {difficulty!r}; expected one of {DIFFICULTIES}")
+        rng = random.Random(f"{cls.name}:{split}:{difficulty}:{seed}")
+        novel = split == "test" and rng.random() < NOVEL_SHARE
+        for _ in range(500):
+            draft = cls._make_task(rng, difficulty, novel)
+            # Phrasings are split by a hash, so a test prompt can never be a train prompt.
+            if phrasing_split(draft.prompt) == split:
+                return Task(env=cls.name, split=split, difficulty=difficulty, seed=seed, novel=novel, **vars(draft))
+        raise RuntimeError(f"{cls.name}: could not draw a {split} {difficulty} task for seed {seed}")
+
+    @classmethod
+    def tasks(cls, split: str, difficulty: str, n: int, start_seed: int = 0) -> list[Task]:
+        return [cls.generate_task(split, difficulty, seed) for seed in range(start_seed, start_seed + n)]
+
+    # --- the agent-facing surface -----------------------------------------------------------------------
+
+    def reset(self, task: Task | dict | str | None = None, **row: Any) -> str:
+        """Start an episode on ``task`` and return the user's request.
+
+        Also accepts a dataset row (``reset(**row)``, as TRL's GRPOTrainer calls it) whose ``task`` column
+        holds the task as a dict or JSON; with no task at all it draws the next train task.
+        """
+        if task is None:
+            task = row.get("task")
+        if task is None:
+            difficulty = DIFFICULTIES[self._auto_seed % len(DIFFICULTIES)]
+            task = self.generate_task("train", difficulty, self._auto_seed)
+            self._auto_seed += 1
+        if not isinstance(task, Task):
+            task = Task.from_dict(task)
+        self.task = task
+        self.record = EpisodeRecord(task=task, min_calls=-1)
+        self._call_counts = {}
+        self._setup(task)
+        return task.prompt
+
+    def get_reward(self) -> float:
+        """The weighted Atropos total of the episode so far, with the default weights (used by TRL)."""
+        from hermes_train.rewards import atropos_reward
+
+        self._finish()
+        return atropos_reward(self.record).total
+
+    # --- hooks for subclasses ---------------------------------------------------------------------------
+
+    @classmethod
+    def _make_task(cls, rng: random.Random, difficulty: str, novel: bool) -> TaskDraft:
+        raise NotImplementedError
+
+    def _setup(self, task: Task) -> None:
+        raise NotImplementedError
+
+    def _solve(self, task: Task) -> Generator[OracleStep, list[Any], Answer | str]:
+        raise NotImplementedError
+
+    def _verify(self, answer: str | None) -> float:
+        raise NotImplementedError
+
+    # --- running tools ----------------------------------------------------------------------------------
+
+    def _current_turn(self) -> TurnRecord:
+        if self.record is None:
+            raise ToolError("no episode is running: call reset(task) first")
+        if not self.record.turns:  # called directly (e.g. by TRL) rather than through an Episode
+            self.record.turns.append(TurnRecord(index=0, text="", think=None, content=""))
+        return self.record.turns[-1]
+
+    def _observe(self, value: Any) -> Any:
+        """The observation as the agent will see it, cut to ``max_observation_chars`` with a marker."""
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            value = text = str(value)
+        if len(text) <= self.max_observation_chars:
+            return value
+        return text[: self.max_observation_chars] + f" ...[truncated {len(text) - self.max_observation_chars} chars]"
+
+    def _transient_failure(self, name: str) -> bool:
+        """Scheduled failures of the task (``params["fail_first"]``: tools whose first call fails), plus the
+        configured random rate; both seeded by the task, so episodes replay exactly."""
+        count = self._call_counts.get(name, 0)
+        self._call_counts[name] = count + 1
+        if count == 0 and name in self.task.params.get("fail_first", ()):
+            return True
+        if self.transient_failure_rate <= 0:
+            return False
+        return random.Random(f"{self.task.id}:{name}:{count}").random() < self.transient_failure_rate
+
+    def _run_tool(self, name: str, function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+        turn = self._current_turn()
+        call = CallRecord(turn=turn.index, name=name, arguments=arguments, status="ok", observation=None)
+        validator = _validator(type(self), name)
+        problem = next(iter(sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))), None)
+        if problem is not None:
+            where = ".".join(str(p) for p in problem.absolute_path) or "arguments"
+            call.status, call.error = "invalid", f"invalid arguments for {name}: {where}: {problem.message[:300]}"
+        elif self._transient_failure(name):
+            call.status, call.error = "transient", TRANSIENT_ERROR
+        else:
+            try:
+                call.observation = self._observe(function(self, **arguments))
+            except ToolError as exc:
+                call.status, call.error = "error", str(exc)
+            except Exception as exc:  # a tool must never crash the episode, whatever it was given
+                call.status, call.error = "error", f"the tool failed: {type(exc).__name__}: {str(exc)[:200]}"
+        if call.error is not None:
+            call.error = call.error[:1000]  # messages may echo hostile arguments of any size
+            call.observation = self._observe({"error": call.error})
+        turn.calls.append(call)
+        return call.observation
+
+    def _finish(self) -> None:
+        """Score the final answer and state (once) and fill in the oracle's call count."""
+        record = self.record
+        if record is None:
+            raise ToolError("no episode is running: call reset(task) first")
+        try:
+            record.task_completion = min(1.0, max(0.0, float(self._verify(record.final_answer))))
+        except Exception:  # a verifier bug must not crash training; it scores the episode 0
+            record.task_completion = 0.0
+        if record.min_calls < 0:
+            record.min_calls = type(self).min_calls(record.task)
+
+    # --- the oracle -------------------------------------------------------------------------------------
+
+    @classmethod
+    def min_calls(cls, task: Task) -> int:
+        key = (cls, json.dumps(task.to_dict(), sort_keys=True))
+        if key not in ToolEnvironment._oracle_cache:
+            ToolEnvironment._oracle_cache[key] = cls.oracle(task).min_calls
+        return ToolEnvironment._oracle_cache[key]
+
+    @classmethod
+    def oracle(cls, task: Task, **env_options: Any) -> OracleResult:
+        """Solve ``task`` and return the expert trajectory, played through a real episode."""
+        from hermes_train.formatting import render_assistant_body
+
+        env = cls(**{"max_turns": 64, **env_options})
+        episode = Episode(env, task)
+        episode.record.min_calls = 0  # set properly below; the oracle must not ask itself for it
+        messages: list[dict[str, Any]] = [{"role": "user", "content": episode.prompt}]
+
+        def play(message: dict[str, Any]) -> list[dict[str, Any]]:
+            messages.append(message)
+            tool_messages = episode.step(render_assistant_body(message))
+            messages.extend(tool_messages)
+            return tool_messages
+
+        solver = env._solve(task)
+        step = next(solver)
+        while True:
+            calls = [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in step.calls]
+            results = [m["content"] for m in play({"role": "assistant", "reasoning_content": step.think, "content": "", "tool_calls": calls})]
+            for _attempt in range(8):  # retry what failed transiently, as an expert would
+                retry = [i for i, c in enumerate(episode.record.turns[-1].calls) if c.status == "transient"]
+                if not retry:
+                    break
+                again = play({"role": "assistant", "reasoning_content": "The service failed temporarily. I will retry the same call.", "content": "", "tool_calls": [calls[i] for i in retry]})
+                for i, message in zip(retry, again):
+                    results[i] = message["content"]
+                calls = [calls[i] for i in retry]
+            try:
+                step = solver.send(results)
+            except StopIteration as stop:
+                answer = stop.value if isinstance(stop.value, Answer) else Answer(str(stop.value))
+                break
+        final: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.think:
+            final["reasoning_content"] = answer.think
+        play(final)
+        record = episode.record
+        min_calls = sum(1 for c in record.calls if c.status != "transient")
+        record.min_calls = min_calls
+        return OracleResult(task=task, messages=messages, tools=cls.tool_schemas(), min_calls=min_calls, record=record)
+
+
+@functools.cache
+def _validator(cls: type, name: str) -> jsonschema.protocols.Validator:
+    schema = next(s for s in cls.tool_schemas() if s["function"]["name"] == name)
+    # Unknown arguments are the agent's mistake, not something to pass through.
+    parameters = {**schema["function"]["parameters"], "additionalProperties": False}
+    return jsonschema.Draft202012Validator(parameters)
+
+
+def _guarded_tool(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Route every call of a tool through validation, failure injection, capping and recording."""
+
+    @functools.wraps(function)
+    def tool(env: ToolEnvironment, /, *args: Any, **kwargs: Any) -> Any:
+        if args:  # TRL and our loop pass keywords; positional use from Python code is mapped onto them
+            parameters = list(inspect.signature(function).parameters)[1:]
+            kwargs = {**dict(zip(parameters, args)), **kwargs}
+        return env._run_tool(name, function, kwargs)
+
+    return tool
+
+
+class Episode:
+    """Plays assistant turns (raw text) against an environment until a final answer or a limit.
+
+    ``step(text)`` parses the text with the project's parser, runs each valid call (invalid ones are
+    recorded and answered with an error), and returns the ``tool`` messages to append; it returns ``[]``
+    once the episode is over. Garbage in is a scored, penalised episode, never an exception.
+    """
+
+    def __init__(self, env: ToolEnvironment, task: Task):
+        self.env = env
+        self.prompt = env.reset(task)
+        self.tools = env.tool_schemas()
+        self._tool_names = set(env.tool_names())
+        self.done = False
+
+    @property
+    def record(self) -> EpisodeRecord:
+        return self.env.record
+
+    def step(self, text: str) -> list[dict[str, Any]]:
+        from hermes_train.formatting import parse_assistant_output
+
+        if self.done:
+            return []
+        parsed = parse_assistant_output(text)
+        turn = TurnRecord(index=len(self.record.turns), text=text if isinstance(text, str) else str(text), think=parsed.think, content=parsed.content)
+        self.record.turns.append(turn)
+        if not parsed.calls:
+            self.record.final_answer = parsed.content
+            self.record.finished = True
+            self._end()
+            return []
+        messages = []
+        for i, call in enumerate(parsed.calls):
+            if i >= self.env.max_calls_per_turn:
+                observation = self._invalid(turn, call.name, call.arguments, f"too many calls in one turn (the limit is {self.env.max_calls_per_turn})")
+            elif not call.valid:
+                observation = self._invalid(turn, call.name, call.arguments, f"could not parse the tool call: {call.error}")
+            elif call.name not in self._tool_names:
+                observation = self._invalid(turn, call.name, call.arguments, f"unknown tool {call.name!r}; available tools: {', '.join(sorted(self._tool_names))}")
+            else:
+                observation = getattr(self.env, call.name)(**call.arguments)
+            messages.append({"role": "tool", "name": call.name or "invalid_call", "content": observation})
+        if len(self.record.turns) >= self.env.max_turns:
+            self.record.truncated = f"reached the limit of {self.env.max_turns} turns"
+            self._end()
+        return messages
+
+    def _invalid(self, turn: TurnRecord, name: str | None, arguments: dict | None, error: str) -> Any:
+        observation = self.env._observe({"error": error})
+        turn.calls.append(CallRecord(turn=turn.index, name=name, arguments=arguments, status="invalid", observation=observation, error=error))
+        return observation
+
+    def _end(self) -> None:
+        self.done = True
+        self.env._finish()

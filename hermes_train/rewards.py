@@ -1,0 +1,161 @@
+"""The Atropos reward: five dimensions in [0, 1] computed from an episode record, and their weighted total.
+
+* task_completion: the environment verifier's score of the final answer and final state.
+* tool_accuracy: ``max(0, 1 - invalid_call_penalty x invalid calls)``; invalid = unparseable, unknown
+  tool, or arguments failing the tool's JSON schema.
+* efficiency: the oracle's minimum number of calls over the calls made (retries of transient failures
+  are free), ``min(1, max(min_calls, 1) / max(calls, 1))``; 0 when the task was not completed at all,
+  because being quick at failing is not efficient.
+* error_recovery: ``min(1, 0.3 x recoveries)``, a recovery being a successful call right after a failed
+  one. A failed call is one the agent is answerable for (invalid, or refused by the tool); transient
+  503-style failures are the environment's and do not count (recovering from them shows in
+  task_completion). An episode with no failed call scores ``reward.no_error_recovery_score`` (default
+  1.0: an agent is never paid for making mistakes so it can recover from them).
+* goal_alignment: half for the late calls (second half of the episode) staying on the task's relevant
+  tools and entities (or on values earlier calls returned, as in a nested chain), half for a final answer that speaks to the goal (names a relevant entity).
+
+The total is the weighted mean (weights from ``reward.weights``, normalised to sum 1). ``per_turn``
+attributes the total to turns, so PPO can place rewards where they were earned: invalid calls cost at
+their turn, recoveries pay at theirs, and the rest lands on the final turn; the shares sum to the total.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from environments.base import mentions
+from environments.record import CallRecord, EpisodeRecord
+
+if TYPE_CHECKING:
+    from hermes_train.config import RewardConfig
+
+DIMENSIONS = ("task_completion", "tool_accuracy", "efficiency", "error_recovery", "goal_alignment")
+RECOVERY_CREDIT = 0.3
+
+
+@dataclass
+class TurnAttribution:
+    """What one assistant turn did to the reward."""
+
+    turn: int
+    invalid_calls: int = 0
+    failed_calls: int = 0
+    recoveries: int = 0
+    reward: float = 0.0  # this turn's share of the total
+
+
+@dataclass
+class RewardResult:
+    dimensions: dict[str, float]
+    total: float
+    per_turn: list[TurnAttribution] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.dimensions, "total": self.total, "counts": self.counts, "per_turn": [asdict(t) for t in self.per_turn]}
+
+
+def _recoveries(calls: list[CallRecord]) -> list[CallRecord]:
+    """Successful calls whose previous call (transient failures skipped) had failed."""
+    found, previous_failed = [], False
+    for call in calls:
+        if call.status == "transient":
+            continue
+        if call.status == "ok" and previous_failed:
+            found.append(call)
+        previous_failed = call.failed
+    return found
+
+
+def _goal_alignment(record: EpisodeRecord, calls: list[CallRecord]) -> float:
+    task = record.task
+    if calls:
+        late = calls[len(calls) // 2 :]
+
+        def on_goal(index: int, call: CallRecord) -> float:
+            tool = call.name in task.relevant_tools
+            arguments = json.dumps(call.arguments or {}, ensure_ascii=False)
+            # On goal: about a task entity, or built on what earlier calls found (a nested chain).
+            seen = json.dumps([c.observation for c in calls[:index]], ensure_ascii=False)
+            values = [v for v in (call.arguments or {}).values() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+            entity = (
+                not task.relevant_entities
+                or not call.arguments
+                or any(mentions(arguments, e) for e in task.relevant_entities)
+                or any(mentions(seen, v) for v in values)
+            )
+            return 0.5 * tool + 0.5 * entity
+
+        start = len(calls) // 2
+        calls_part = sum(on_goal(start + i, c) for i, c in enumerate(late)) / len(late)
+    else:
+        calls_part = 1.0 if record.min_calls == 0 else 0.0
+    answer = record.final_answer if record.finished else None
+    answer_part = float(bool(answer) and (not task.relevant_entities or any(mentions(answer, e) for e in task.relevant_entities)))
+    return 0.5 * calls_part + 0.5 * answer_part
+
+
+def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) -> RewardResult:
+    """Score a finished episode (``record.task_completion`` and ``record.min_calls`` already set)."""
+    if config is None:
+        from hermes_train.config import RewardConfig
+
+        config = RewardConfig()
+    weights = config.weights.model_dump()
+    weight_sum = sum(weights.values())
+    penalty = config.invalid_call_penalty
+
+    calls = [c for c in record.calls if c.status != "transient"]
+    invalid = [c for c in calls if c.status == "invalid"]
+    failed = [c for c in calls if c.failed]
+    recoveries = _recoveries(record.calls)
+
+    completion = min(1.0, max(0.0, record.task_completion))
+    if completion <= 0:
+        efficiency = 0.0
+    else:
+        efficiency = min(1.0, max(record.min_calls, 1) / max(len(calls), 1))
+    dimensions = {
+        "task_completion": completion,
+        "tool_accuracy": max(0.0, 1.0 - penalty * len(invalid)),
+        "efficiency": efficiency,
+        "error_recovery": min(1.0, RECOVERY_CREDIT * len(recoveries)) if failed else config.no_error_recovery_score,
+        "goal_alignment": _goal_alignment(record, calls),
+    }
+    total = sum(weights[d] * dimensions[d] for d in DIMENSIONS) / weight_sum
+
+    # Attribute the total to turns: each term lands on the turn that earned or lost it.
+    turns = {t.index: TurnAttribution(turn=t.index) for t in record.turns}
+    if turns:
+        last = max(turns)
+        terminal = sum(weights[d] * dimensions[d] for d in ("task_completion", "efficiency", "goal_alignment"))
+        turns[last].reward += (terminal + weights["tool_accuracy"]) / weight_sum
+        accuracy_left = 1.0
+        for call in invalid:
+            cost = min(penalty, accuracy_left)
+            accuracy_left -= cost
+            turns[call.turn].invalid_calls += 1
+            turns[call.turn].reward -= weights["tool_accuracy"] * cost / weight_sum
+        for call in failed:
+            turns[call.turn].failed_calls += 1
+        if failed:
+            recovery_left = 1.0
+            for call in recoveries:
+                credit = min(RECOVERY_CREDIT, recovery_left)
+                recovery_left -= credit
+                turns[call.turn].recoveries += 1
+                turns[call.turn].reward += weights["error_recovery"] * credit / weight_sum
+        else:
+            turns[last].reward += weights["error_recovery"] * dimensions["error_recovery"] / weight_sum
+    counts = {
+        "turns": len(record.turns),
+        "calls": len(calls),
+        "invalid_calls": len(invalid),
+        "failed_calls": len(failed),
+        "recoveries": len(recoveries),
+        "transient_failures": sum(c.status == "transient" for c in record.calls),
+        "min_calls": record.min_calls,
+    }
+    return RewardResult(dimensions=dimensions, total=total, per_turn=[turns[k] for k in sorted(turns)], counts=counts)

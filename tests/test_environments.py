@@ -1,0 +1,214 @@
+"""The contract every environment keeps: solvable by its oracle, deterministic, split, safe, TRL-usable.
+
+Parametrised over the registry, so a new environment is held to all of it by being registered.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+import pytest
+from transformers.utils import get_json_schema
+
+from environments.base import Episode, ToolEnvironment
+from environments.record import DIFFICULTIES, Task
+from environments.registry import NAMES, get_environment
+from hermes_train.formatting import parse_assistant_output, render_assistant_body, render_conversation
+from hermes_train.rewards import atropos_reward
+
+ENVS = [pytest.param(name, id=name) for name in NAMES]
+
+
+def play(env: ToolEnvironment, task: Task, turns: list[str]):
+    episode = Episode(env, task)
+    for text in turns:
+        if episode.done:
+            break
+        episode.step(text)
+    if not episode.done:
+        episode._end()
+    return episode.record, atropos_reward(episode.record)
+
+
+def call_text(name: str, arguments) -> str:
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+
+@pytest.mark.parametrize("name", ENVS)
+@pytest.mark.parametrize("difficulty", DIFFICULTIES)
+def test_oracle_solves_50_test_tasks(name, difficulty):
+    cls = get_environment(name)
+    assert difficulty in cls.families, f"{name} has no {difficulty} tasks"
+    for task in cls.tasks("test", difficulty, 50):
+        result = cls.oracle(task)
+        reward = atropos_reward(result.record)
+        assert result.record.task_completion == 1.0, (task.id, task.prompt, result.messages[-1])
+        assert reward.total >= 0.95, (task.id, reward.to_dict())
+        assert result.min_calls >= 1
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_oracle_trajectories_are_hermes_sft_data(name):
+    cls = get_environment(name)
+    for difficulty in DIFFICULTIES:
+        result = cls.oracle(cls.generate_task("train", difficulty, 7))
+        assert "<tools>" in render_conversation(result.messages, result.tools)
+        assert render_conversation(result.messages).count("<tool_call>") == len(result.record.calls)
+        assistant = [m for m in result.messages if m["role"] == "assistant"]
+        assert assistant[-1]["content"] and "tool_calls" not in assistant[-1]
+        for message in assistant:
+            parsed = parse_assistant_output(render_assistant_body(message))
+            assert [c.to_hf() for c in parsed.calls] == message.get("tool_calls", [])
+            assert message.get("reasoning_content") or not message.get("tool_calls"), "calls come with a short <think>"
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_same_seed_same_task_and_splits_do_not_overlap(name):
+    cls = get_environment(name)
+    for difficulty in DIFFICULTIES:
+        assert cls.generate_task("test", difficulty, 3) == cls.generate_task("test", difficulty, 3)
+        train = {t.prompt for t in cls.tasks("train", difficulty, 60)}
+        test = cls.tasks("test", difficulty, 60)
+        assert not train & {t.prompt for t in test}
+        assert len({t.prompt for t in test}) > 1, "tasks should vary"
+    assert any(t.novel for d in DIFFICULTIES for t in cls.tasks("test", d, 20)), "some test tasks use held-out entities"
+    assert not any(t.novel for t in cls.tasks("train", "single", 50))
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_the_world_replays_exactly(name):
+    cls = get_environment(name)
+    task = cls.generate_task("train", "multi_step", 11)
+    first, second = cls.oracle(task), cls.oracle(task)
+    assert first.messages == second.messages
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_usable_by_trl_environment_factory(name):
+    cls = get_environment(name)
+    env = cls()
+    # TRL exposes every public function of the class but reset/get_reward as a tool.
+    public = {n for n, _ in inspect.getmembers(type(env), predicate=inspect.isfunction) if not n.startswith("_")}
+    assert public == {"reset", "get_reward", *cls.tool_names()}
+    assert len(cls.tool_names()) >= 3
+    for tool_name in cls.tool_names():
+        schema = get_json_schema(getattr(env, tool_name))
+        assert schema["function"]["name"] == tool_name and schema["function"]["description"]
+    task = cls.generate_task("train", "single", 0)
+    row = {"prompt": [{"role": "user", "content": ""}], "task": json.dumps(task.to_dict())}
+    assert env.reset(**row) == task.prompt
+    oracle = cls.oracle(task)
+    for call in oracle.record.calls:  # TRL calls the methods directly, with keyword arguments
+        getattr(env, call.name)(**call.arguments)
+    assert [c.name for c in env.record.calls] == [c.name for c in oracle.record.calls]
+    env.record.final_answer, env.record.finished = oracle.record.final_answer, True
+    assert 0.95 <= env.get_reward() <= 1.0
+    assert isinstance(env.reset(), str)  # no task: draws one itself
+
+
+BROKEN_SCRIPTS = {
+    "empty": [""],
+    "prose_only": ["I think the answer is probably 42, but I am not sure."],
+    "unparseable_json": ["<tool_call>\n{name: oops, arguments: {\n</tool_call>"],
+    "unclosed_garbage": ["<tool_call>\n{\"name\": \"x\", \"arguments\": {\"a\": [1, 2"],
+    "unknown_tool": [call_text("rm_rf", {"path": "/"})] * 2 + ["done"],
+    "endless_calls": [call_text("__first_tool__", {})] * 100,
+    "binary": ["\x00\xff\ufffd<tool_call>\x00</tool_call>"],
+}
+
+
+@pytest.mark.parametrize("name", ENVS)
+@pytest.mark.parametrize("script", sorted(BROKEN_SCRIPTS))
+def test_broken_scripts_score_low_and_never_crash(name, script):
+    cls = get_environment(name)
+    first_tool = cls.tool_names()[0]
+    turns = [t.replace("__first_tool__", first_tool) for t in BROKEN_SCRIPTS[script]]
+    for difficulty in DIFFICULTIES:
+        record, reward = play(cls(max_turns=8), cls.generate_task("test", difficulty, 1), turns)
+        assert record.task_completion == 0.0
+        assert reward.total < 0.6, reward.to_dict()
+        assert len(record.turns) <= 8
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_wrong_argument_types_are_invalid_calls(name):
+    cls = get_environment(name)
+    env = cls()
+    task = cls.generate_task("test", "single", 2)
+    schema = {s["function"]["name"]: s["function"]["parameters"] for s in cls.tool_schemas()}
+    tool = next(n for n, p in schema.items() if p.get("properties"))
+    wrong = {k: {"nested": ["not", "a", "scalar"]} for k in schema[tool]["properties"]}
+    record, reward = play(env, task, [call_text(tool, wrong), call_text(tool, {"no_such_argument": 1}), "done"])
+    assert [c.status for c in record.calls] == ["invalid", "invalid"]
+    assert "invalid arguments" in record.calls[0].error
+    assert reward.dimensions["tool_accuracy"] == pytest.approx(0.6)
+
+
+HOSTILE_STRINGS = [
+    "../../../../etc/passwd",
+    "/etc/shadow",
+    "'; DROP TABLE users; --",
+    "ATTACH DATABASE '/tmp/x.db' AS x",
+    "$(touch /tmp/pwned) `id`",
+    "A" * 200_000,
+    "\x00\x01\x02\udcff" * 100,
+    "{{7*7}} __import__('os').system('id')",
+]
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_hostile_arguments_touch_nothing_outside_the_episode(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sentinel.txt").write_text("untouched")
+    before = sorted(os.listdir(tmp_path)), sorted(os.listdir("/tmp"))
+    cls = get_environment(name)
+    env = cls(max_observation_chars=500)
+    env.reset(cls.generate_task("test", "multi_step", 5))
+    for schema in cls.tool_schemas():
+        properties = schema["function"]["parameters"].get("properties", {})
+        for hostile in HOSTILE_STRINGS:
+            arguments = {k: (hostile if p.get("type") == "string" else 10**30) for k, p in properties.items()}
+            observation = getattr(env, schema["function"]["name"])(**arguments)
+            shown = observation if isinstance(observation, str) else json.dumps(observation, ensure_ascii=False)
+            assert len(shown) <= 600  # capped, with its marker
+    assert (sorted(os.listdir(tmp_path)), sorted(os.listdir("/tmp"))) == before
+    assert (tmp_path / "sentinel.txt").read_text() == "untouched"
+    assert all(c.status in ("ok", "error", "invalid") for c in env.record.calls)
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_transient_failures_are_injected_and_the_oracle_recovers(name):
+    cls = get_environment(name)
+    task = cls.generate_task("test", "multi_step", 4)
+    always = cls(transient_failure_rate=1.0)
+    always.reset(task)
+    tool = cls.oracle(task).record.calls[0]
+    observation = getattr(always, tool.name)(**tool.arguments)
+    assert "503" in json.dumps(observation) and always.record.calls[-1].status == "transient"
+    result = cls.oracle(task, transient_failure_rate=0.3)
+    assert result.record.task_completion == 1.0
+    assert atropos_reward(result.record).total >= 0.95
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_recovery_tasks_schedule_a_failure_the_oracle_retries(name):
+    cls = get_environment(name)
+    for task in cls.tasks("test", "recovery", 10):
+        record = cls.oracle(task).record
+        assert any(c.status == "transient" for c in record.calls), task.id
+
+
+def test_registry_names_the_six_environments():
+    assert set(NAMES) == {"filesystem", "database", "knowledge_graph", "web_shop", "apis", "bookings"}
+    with pytest.raises(KeyError, match="unknown environment 'nope'"):
+        get_environment("nope")
+
+
+def test_environment_modules_do_not_import_os_level_tools():
+    for path in Path(__file__).parents[1].joinpath("environments").glob("*.py"):
+        source = path.read_text()
+        for forbidden in ("import subprocess", "import socket", "import shutil", "open(", "os.system", "urllib", "requests"):
+            assert forbidden not in source, f"{path.name} uses {forbidden}"
