@@ -27,7 +27,6 @@ NOT_BUILT_YET = {
     "grpo": "GRPO via TRL (issue 5)",
     "eval": "environment evaluation (issue 6)",
     "eval-bfcl": "BFCL-format scoring (issue 6)",
-    "envs": "the simulated tool environments (issue 3)",
     "report": "run reports (issue 6)",
     "export": "adapter export / merge (not yet planned)",
 }
@@ -131,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = commands.add_parser("pipeline", help="run every stage of a recipe: data, SFT, PPO, eval, report")
     _recipe_arguments(pipeline)
     pipeline.set_defaults(func=cmd_pipeline)
+
+    from hermes_train import env_commands
+
+    env_commands.add_parser(commands)
 
     for name, what in NOT_BUILT_YET.items():
         if name in commands.choices:
