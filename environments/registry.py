@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from environments.base import ToolEnvironment
+if TYPE_CHECKING:  # importing the base pulls in transformers; the names alone must stay cheap
+    from environments.base import ToolEnvironment
 
 _CLASSES = {
     "filesystem": "environments.filesystem:FilesystemEnv",

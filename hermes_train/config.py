@@ -266,6 +266,16 @@ class EnvironmentsConfig(BaseModel):
     max_turns: int = Field(8, gt=0)
     max_observation_chars: int = Field(2000, gt=0, description="Tool results are truncated to this length.")
 
+    @field_validator("names")
+    @classmethod
+    def _known_environments(cls, names: list[str]) -> list[str]:
+        from environments.registry import NAMES
+
+        unknown = [n for n in names if n not in NAMES]
+        if unknown:
+            raise ValueError(f"unknown environment(s) {', '.join(map(repr, unknown))}; known: {', '.join(NAMES)}")
+        return names
+
 
 class EvalConfig(BaseModel):
     """Evaluation in the environments."""

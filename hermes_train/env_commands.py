@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hermes_train.errors import HermesTrainError
@@ -73,17 +74,17 @@ def _show_messages(messages: list[dict[str, Any]]) -> None:
     for message in messages:
         role = message["role"]
         if role == "user":
-            out.print(f"[bold cyan]user[/bold cyan]: {message['content']}", highlight=False)
+            out.print(f"[bold cyan]user[/bold cyan]: {escape(str(message['content']))}", highlight=False)
         elif role == "tool":
-            out.print(f"  [magenta]{message['name']} ->[/magenta] {json.dumps(message['content'], ensure_ascii=False)}", highlight=False)
+            out.print(f"  [magenta]{message['name']} ->[/magenta] {escape(json.dumps(message['content'], ensure_ascii=False))}", highlight=False)
         else:
             if message.get("reasoning_content"):
-                out.print(f"[bold green]assistant[/bold green] [dim](think: {message['reasoning_content']})[/dim]", highlight=False)
+                out.print(f"[bold green]assistant[/bold green] [dim](think: {escape(message['reasoning_content'])})[/dim]", highlight=False)
             for call in message.get("tool_calls", []):
                 fn = call["function"]
-                out.print(f"  [yellow]call[/yellow] {fn['name']}({json.dumps(fn['arguments'], ensure_ascii=False)})", highlight=False)
+                out.print(f"  [yellow]call[/yellow] {escape(fn['name'])}({escape(json.dumps(fn['arguments'], ensure_ascii=False))})", highlight=False)
             if message.get("content"):
-                out.print(f"[bold green]assistant[/bold green]: {message['content']}", highlight=False)
+                out.print(f"[bold green]assistant[/bold green]: {escape(str(message['content']))}", highlight=False)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -153,14 +154,14 @@ def cmd_play(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n")
         return 0
     out.rule(f"{task.id} · {task.family}")
-    out.print(f"[bold cyan]user[/bold cyan]: {task.prompt}", highlight=False)
+    out.print(f"[bold cyan]user[/bold cyan]: {escape(task.prompt)}", highlight=False)
     for turn in record.turns:
-        out.print(f"[bold green]assistant[/bold green] (turn {turn.index}): {turn.text[:500]!r}", highlight=False)
+        out.print(f"[bold green]assistant[/bold green] (turn {turn.index}): {escape(repr(turn.text[:500]))}", highlight=False)
         for call in turn.calls:
             shown = json.dumps(call.observation, ensure_ascii=False)[:300]
-            out.print(f"  [yellow]{call.name}[/yellow] {call.status}: {shown}", highlight=False)
+            out.print(f"  [yellow]{escape(str(call.name))}[/yellow] {call.status}: {escape(shown)}", highlight=False)
     if record.truncated:
-        out.print(f"[red]cut short[/red]: {record.truncated}")
+        out.print(f"[red]cut short[/red]: {escape(record.truncated)}")
     table = Table(title="Atropos reward")
     table.add_column("dimension")
     table.add_column("score", justify="right")

@@ -38,8 +38,9 @@ def test_config_prints_the_resolved_recipe():
         ("ppo:\n  kl_cof: 0.1\n", [], ["bad.yaml", "ppo.kl_cof", "kl_coef"]),
         ("model: [\n", [], ["bad.yaml", "line"]),
         ("seed: 1\n", ["sft.max_steps=many"], ["sft.max_steps=many", "'many'"]),
+        ("seed: 1\n", ["environments.names=[apis,fs]"], ["environments.names=[apis,fs]", "unknown environment(s) 'fs'"]),
     ],
-    ids=["wrong_type", "unknown_key", "yaml_syntax", "bad_override"],
+    ids=["wrong_type", "unknown_key", "yaml_syntax", "bad_override", "unknown_environment_in_brackets"],
 )
 def test_bad_recipes_give_one_readable_line_and_exit_2(tmp_path, content, overrides, expected):
     (tmp_path / "bad.yaml").write_text(content)
@@ -77,3 +78,12 @@ def test_pipeline_runs_what_exists_and_writes_the_resolved_recipe(tmp_path, tiny
     assert saved["model"]["name_or_path"] == "tiny:xs" and saved["output_dir"] == str(tmp_path / "run")
     assert "renders identically" in out.stderr
     assert "not built yet" in out.stderr
+
+
+def test_runs_under_accelerate_launch():
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "1", "--cpu", "-m", "hermes_train", "config", TINY, "seed=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert yaml.safe_load(out.stdout)["seed"] == 3
