@@ -43,6 +43,7 @@ from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord,
 TRANSIENT_ERROR = "503 Service Unavailable: the service failed temporarily; retry the same call"
 NOVEL_SHARE = 0.25  # share of test tasks built on entities held out of the train split
 TEST_SHARE = 0.2  # share of task phrasings reserved for the test split
+MAX_ORACLE_RETRIES = 50
 _NOT_TOOLS = {"reset", "get_reward"}
 
 
@@ -93,8 +94,10 @@ def stable_hash(text: str) -> int:
 
 
 def held_out(pool: Sequence[str]) -> list[str]:
-    """The entities of a pool reserved for novel test tasks (about one in five, fixed by name)."""
-    return [x for x in pool if stable_hash(x) % 5 == 0]
+    """The entities of a pool reserved for novel test tasks: one in five (at least one), chosen by a hash
+    of the names so the choice does not depend on the pool's order."""
+    ranked = sorted(pool, key=stable_hash)
+    return ranked[: max(1, len(ranked) // 5)]
 
 
 def entity_pool(pool: Sequence[str], novel: bool) -> list[str]:
@@ -355,14 +358,17 @@ class ToolEnvironment:
         while True:
             calls = [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in step.calls]
             results = [m["content"] for m in play({"role": "assistant", "reasoning_content": step.think, "content": "", "tool_calls": calls})]
-            for _attempt in range(8):  # retry what failed transiently, as an expert would
-                retry = [i for i, c in enumerate(episode.record.turns[-1].calls) if c.status == "transient"]
+            pending = list(range(len(calls)))  # positions in `calls` of the calls made in the last turn
+            for attempt in range(MAX_ORACLE_RETRIES + 1):  # retry what failed transiently, as an expert would
+                retry = [pending[j] for j, c in enumerate(episode.record.turns[-1].calls) if c.status == "transient"]
                 if not retry:
                     break
+                if attempt == MAX_ORACLE_RETRIES:
+                    raise RuntimeError(f"{task.id}: still failing transiently after {MAX_ORACLE_RETRIES} retries; lower transient_failure_rate")
                 again = play({"role": "assistant", "reasoning_content": "The service failed temporarily. I will retry the same call.", "content": "", "tool_calls": [calls[i] for i in retry]})
                 for i, message in zip(retry, again):
                     results[i] = message["content"]
-                calls = [calls[i] for i in retry]
+                pending = retry
             try:
                 step = solver.send(results)
             except StopIteration as stop:
@@ -378,11 +384,27 @@ class ToolEnvironment:
         return OracleResult(task=task, messages=messages, tools=cls.tool_schemas(), min_calls=min_calls, record=record)
 
 
+def _nullable_as_null_type(schema: Any) -> Any:
+    """get_json_schema marks ``Optional`` with OpenAPI's ``nullable``, which JSON Schema ignores: an explicit
+    ``null`` for an optional argument is legitimate, so turn it into a ``null`` type."""
+    if isinstance(schema, dict):
+        schema = {k: _nullable_as_null_type(v) for k, v in schema.items()}
+        if schema.pop("nullable", False) and "type" in schema:
+            types_ = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            schema["type"] = [*types_, "null"]
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+        return schema
+    if isinstance(schema, list):
+        return [_nullable_as_null_type(v) for v in schema]
+    return schema
+
+
 @functools.cache
 def _validator(cls: type, name: str) -> jsonschema.protocols.Validator:
     schema = next(s for s in cls.tool_schemas() if s["function"]["name"] == name)
     # Unknown arguments are the agent's mistake, not something to pass through.
-    parameters = {**schema["function"]["parameters"], "additionalProperties": False}
+    parameters = {**_nullable_as_null_type(schema["function"]["parameters"]), "additionalProperties": False}
     return jsonschema.Draft202012Validator(parameters)
 
 

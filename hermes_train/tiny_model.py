@@ -26,7 +26,7 @@ from hermes_train import formatting, synthetic
 from hermes_train.errors import HermesTrainError
 
 # Bump when the corpus, tokenizer recipe or model shape changes: cached builds are keyed by it.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 TINY_NAME_RE = re.compile(r"^tiny:(?P<size>[a-z]+)$")
 
 # Qwen2's pre-tokenisation: digits split one by one (helps arithmetic), punctuation runs kept together.
@@ -47,6 +47,7 @@ class TinySize:
     intermediate_size: int
     max_position_embeddings: int = 4096
     corpus_per_category: int = 2000
+    env_tasks_per_difficulty: int = 40
 
 
 SIZES: dict[str, TinySize] = {
@@ -60,10 +61,21 @@ SIZES: dict[str, TinySize] = {
 
 
 def corpus(size: TinySize, seed: int) -> Iterator[str]:
-    """Rendered conversations of every synthetic category: what the tokenizer learns its merges from."""
+    """What the tokenizer learns its merges from: conversations of every synthetic category, and expert
+    trajectories of every environment (train split) with their tool schemas, so the system prompts and
+    calls the model will read most compress into few tokens."""
+    from environments.record import DIFFICULTIES
+    from environments.registry import NAMES, get_environment
+
     for category in synthetic.GENERATORS:
         for example in synthetic.generate(category, size.corpus_per_category, seed):
             yield formatting.render_conversation(example["messages"], example["tools"])
+    for name in NAMES:
+        env = get_environment(name)
+        for difficulty in DIFFICULTIES:
+            for task in env.tasks("train", difficulty, size.env_tasks_per_difficulty, start_seed=seed * 100_000):
+                result = env.oracle(task)
+                yield formatting.render_conversation(result.messages, result.tools)
 
 
 def build_tokenizer(size: TinySize, seed: int):

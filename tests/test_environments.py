@@ -212,3 +212,23 @@ def test_environment_modules_do_not_import_os_level_tools():
         source = path.read_text()
         for forbidden in ("import subprocess", "import socket", "import shutil", "open(", "os.system", "urllib", "requests"):
             assert forbidden not in source, f"{path.name} uses {forbidden}"
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_oracle_keeps_parallel_results_in_place_when_retries_fail_again(name):
+    cls = get_environment(name)
+    for task in cls.tasks("test", "parallel", 15):
+        result = cls.oracle(task, transient_failure_rate=0.4)
+        assert result.record.task_completion == 1.0, (task.id, result.messages[-1])
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_explicit_null_for_an_optional_argument_is_not_an_invalid_call(name):
+    from environments.base import _validator
+
+    cls = get_environment(name)
+    for schema in cls.tool_schemas():
+        for prop, spec in schema["function"]["parameters"].get("properties", {}).items():
+            if spec.get("nullable"):
+                errors = _validator(cls, schema["function"]["name"]).iter_errors({prop: None})
+                assert not [e for e in errors if list(e.absolute_path) == [prop]], (schema["function"]["name"], prop)
