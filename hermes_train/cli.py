@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = commands.add_parser("build-tiny", help="build the offline tiny model and tokenizer into a folder")
     tiny.add_argument("--out", required=True, help="output folder (an ordinary HF model folder)")
-    tiny.add_argument("--size", choices=["xs", "s"], default="s", help="xs: ~0.3M parameters, s: ~1M (default)")
+    tiny.add_argument("--size", choices=["xs", "s"], default="s", help="xs: 0.23M parameters, s: 1.3M (default)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_build_tiny)
 

@@ -87,7 +87,7 @@ def test_the_world_replays_exactly(name):
 
 
 @pytest.mark.parametrize("name", ENVS)
-def test_usable_by_trl_environment_factory(name):
+def test_usable_by_trl_environment_factory(name, tiny_tokenizer):
     cls = get_environment(name)
     env = cls()
     # TRL exposes every public function of the class but reset/get_reward as a tool.
@@ -97,6 +97,13 @@ def test_usable_by_trl_environment_factory(name):
     for tool_name in cls.tool_names():
         schema = get_json_schema(getattr(env, tool_name))
         assert schema["function"]["name"] == tool_name and schema["function"]["description"]
+    # TRL hands the bound methods to apply_chat_template, which derives the schemas itself.
+    methods = [getattr(env, n) for n in cls.tool_names()]
+    prompt = tiny_tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=methods, tokenize=False, add_generation_prompt=True)
+    listed = [json.loads(line) for line in prompt.split("<tools>\n")[1].split("\n</tools>")[0].splitlines()]
+    for schema in listed:
+        schema["function"].pop("return", None)
+    assert listed == cls.tool_schemas()
     task = cls.generate_task("train", "single", 0)
     row = {"prompt": [{"role": "user", "content": ""}], "task": json.dumps(task.to_dict())}
     assert env.reset(**row) == task.prompt
