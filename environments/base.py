@@ -451,7 +451,7 @@ class Episode:
         if not parsed.calls:
             self.record.final_answer = parsed.content
             self.record.finished = True
-            self._end()
+            self.end()
             return []
         messages = []
         for i, call in enumerate(parsed.calls):
@@ -465,8 +465,7 @@ class Episode:
                 observation = getattr(self.env, call.name)(**call.arguments)
             messages.append({"role": "tool", "name": call.name or "invalid_call", "content": observation})
         if len(self.record.turns) >= self.env.max_turns:
-            self.record.truncated = f"reached the limit of {self.env.max_turns} turns"
-            self._end()
+            self.end(f"reached the limit of {self.env.max_turns} turns")
         return messages
 
     def _invalid(self, turn: TurnRecord, name: str | None, arguments: dict | None, error: str) -> Any:
@@ -474,6 +473,20 @@ class Episode:
         turn.calls.append(CallRecord(turn=turn.index, name=name, arguments=arguments, status="invalid", observation=observation, error=error))
         return observation
 
-    def _end(self) -> None:
+    def end(self, reason: str | None = None) -> None:
+        """End the episode now (the answer came, a limit was hit, the script ran out) and score it."""
+        if self.done:
+            return
+        if reason and not self.record.finished:
+            self.record.truncated = reason
         self.done = True
         self.env._finish()
+
+    def play(self, turns: Sequence[str]) -> EpisodeRecord:
+        """Play a script of assistant turns; an episode the script leaves unfinished ends without an answer."""
+        for text in turns:
+            if self.done:
+                break
+            self.step(text)
+        self.end("the script ended without a final answer")
+        return self.record

@@ -132,15 +132,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.oracle:
         record = cls.oracle(task, **options).record
     else:
-        episode = Episode(cls(**options), task)
-        for text in _script_turns(args.script):
-            if episode.done:
-                break
-            episode.step(text)
-        if not episode.done:  # the script ran out before the agent answered
-            episode.record.truncated = "the script ended without a final answer"
-            episode._end()
-        record = episode.record
+        record = Episode(cls(**options), task).play(_script_turns(args.script))
     reward = atropos_reward(record, reward_config)
     if args.json:
         report = {

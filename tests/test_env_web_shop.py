@@ -54,14 +54,8 @@ def call_text(name, arguments) -> str:
 
 
 def play(task: Task, turns: list[str]):
-    episode = Episode(WebShopEnv(), task)
-    for text in turns:
-        if episode.done:
-            break
-        episode.step(text)
-    if not episode.done:
-        episode._end()
-    return episode.record, atropos_reward(episode.record)
+    record = Episode(WebShopEnv(), task).play(turns)
+    return record, atropos_reward(record)
 
 
 # --- the world and the tools ----------------------------------------------------------------------------

@@ -23,14 +23,8 @@ ENVS = [pytest.param(name, id=name) for name in NAMES]
 
 
 def play(env: ToolEnvironment, task: Task, turns: list[str]):
-    episode = Episode(env, task)
-    for text in turns:
-        if episode.done:
-            break
-        episode.step(text)
-    if not episode.done:
-        episode._end()
-    return episode.record, atropos_reward(episode.record)
+    record = Episode(env, task).play(turns)
+    return record, atropos_reward(record)
 
 
 def call_text(name: str, arguments) -> str:
