@@ -22,16 +22,13 @@ console = Console(stderr=True)
 # Stages that later work fills in, and what tracks each. Kept in one place so the placeholders and the
 # pipeline's stage table agree.
 NOT_BUILT_YET = {
-    "data": "the data mix (issue 4)",
-    "sft": "LoRA SFT (issue 4)",
     "ppo": "PPO on environment rollouts (issue 5)",
     "grpo": "GRPO via TRL (issue 5)",
     "eval": "environment evaluation (issue 6)",
     "eval-bfcl": "BFCL-format scoring (issue 6)",
     "report": "run reports (issue 6)",
-    "export": "adapter export / merge (not yet planned)",
 }
-PIPELINE_STAGES = ["data", "sft", "ppo", "grpo", "eval", "report"]
+PIPELINE_STAGES = ["ppo", "grpo", "eval", "report"]
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +106,23 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    from hermes_train.config import load_recipe
+    from hermes_train.sft import run_sft
+
+    adapter = run_sft(load_recipe(args.recipe, args.overrides), resume=args.resume)
+    console.print(f"[green]SFT adapter[/green] saved to {adapter}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hermes_train.export import export_run
+
+    out = export_run(args.run_dir, stage=args.stage, out=args.out)
+    console.print(f"[green]merged model[/green] written to {out}")
+    return 0
+
+
 def cmd_not_built(args: argparse.Namespace) -> int:
     console.print(f"hermes-train {args.command}: not built yet ({NOT_BUILT_YET[args.command]}).")
     return 2
@@ -132,8 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_arguments(pipeline)
     pipeline.set_defaults(func=cmd_pipeline)
 
-    from hermes_train import env_commands
+    sft = commands.add_parser("sft", help="LoRA SFT on the recipe's data mix (TRL SFTTrainer + PEFT)")
+    _recipe_arguments(sft)
+    sft.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir/sft")
+    sft.set_defaults(func=cmd_sft)
 
+    export = commands.add_parser("export", help="merge a run's adapter into its base model and save the result")
+    export.add_argument("run_dir", help="a run's output_dir (holds config.yaml and the adapters)")
+    export.add_argument("--merge", action="store_true", required=True, help="merge the adapter into the base weights")
+    export.add_argument("--stage", default="sft", help="which adapter: sft (default) or a later stage's")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/merged-STAGE)")
+    export.set_defaults(func=cmd_export)
+
+    from hermes_train import data_commands, env_commands
+
+    data_commands.add_parser(commands)
     env_commands.add_parser(commands)
 
     for name, what in NOT_BUILT_YET.items():

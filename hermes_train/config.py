@@ -154,7 +154,9 @@ class SftConfig(BaseModel):
     logging_steps: int = Field(10, gt=0)
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
     assistant_only_loss: bool = Field(True, description="Train only on assistant tokens.")
-    packing: bool = Field(False, description="Pack several examples into one sequence.")
+    packing: bool = Field(False, description="Pack several examples into one sequence (padding-free, BFD).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
+    eval_steps: int = Field(0, ge=0, description="Evaluate on the held-out split every N steps; 0 = at the end only.")
 
 
 class PpoConfig(BaseModel):
@@ -298,7 +300,10 @@ class TrackingConfig(BaseModel):
     project: str = "hermes-train"
     entity: str | None = None
     run_name: str | None = None
-    mode: Literal["online", "offline", "disabled"] = "offline"
+    group: str | None = Field(None, description="W&B run group (e.g. one per sweep).")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "offline", description="'online' falls back to offline by itself when no W&B credentials are set."
+    )
     tags: list[str] = Field(default_factory=list)
     log_every: int = Field(1, gt=0)
 

@@ -58,7 +58,7 @@ def test_missing_recipe_file(tmp_path):
     assert out.returncode == 2 and "nope.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("stage", ["data", "sft", "ppo", "grpo", "eval", "eval-bfcl", "report", "export"])
+@pytest.mark.parametrize("stage", ["ppo", "grpo", "eval", "eval-bfcl", "report"])
 def test_stages_not_built_yet_say_so(stage):
     out = hermes(stage, TINY)
     assert out.returncode == 2
