@@ -105,3 +105,30 @@ def test_data_preview_marks_trained_spans(capsys, tiny_cache):
     assert main(["data", TINY, "--stats", "--preview", "2", "model.name_or_path=tiny:xs", "data.num_examples=20"]) == 0
     shown = capsys.readouterr().out
     assert shown.count("trained spans highlighted") == 2
+
+
+def test_loaded_sources_with_bad_rows_are_mixed_and_counted(tiny_cache):
+    sources = (
+        f"data.sources=[{{name: fc, kind: hermes_fc, path: '{FIXTURES / 'hermes_fc.jsonl'}', category: tool_call, weight: 0.5}},"
+        f" {{name: chat, kind: synthetic, category: chat, weight: 0.5}}]"
+    )
+    mix = build_mix(recipe("data.num_examples=100", "data.eval_fraction=0.2", sources))
+    stats = mix.stats()
+    assert stats["sources"]["fc"]["count"] == 50 and stats["sources"]["fc"]["upsampled"]
+    assert stats["skipped"] == {"malformed_json": 1, "unparseable_call": 1, "unknown_role": 1, "bad_tools": 1}
+    assert any("fc row" in line for line in stats["skipped_first"])
+    # the small source's eval examples never appear in training
+    assert not {key(e) for e in mix.eval if e["source"] == "fc"} & {key(e) for e in mix.train if e["source"] == "fc"}
+    from hermes_train.errors import HermesTrainError
+
+    with pytest.raises(HermesTrainError, match="data source 'fc' row"):
+        build_mix(recipe("data.num_examples=100", "data.strict=true", sources))
+
+
+def test_data_convert_command(capsys, tmp_path):
+    output = tmp_path / "out.jsonl"
+    assert main(["data", "convert", "--format", "glaive", "--input", str(FIXTURES / "glaive.jsonl"), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("converted 4, skipped 3 (")
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 4 and all(set(r) == {"messages", "tools", "category", "source"} for r in rows)
