@@ -1,0 +1,139 @@
+"""The PPO algorithm's pieces as plain tensor functions, each checkable by hand.
+
+Shapes: a batch of trajectories is right-padded to ``(batch, time)``; ``mask`` is 1 exactly on the
+policy's own tokens (prompt, template and tool-response tokens are 0). Time steps of the MDP are the
+policy tokens only: GAE runs over them as if the masked tokens were not there (a tool response is part
+of the environment's transition, not an action), so discounting and bootstrapping skip over them.
+
+References: Schulman et al. 2015 (GAE); Ziegler et al. 2019 (adaptive KL); Huang et al. 2022, "The 37
+Implementation Details of PPO" (value clipping, advantage whitening, approximate KL); Schulman's
+"Approximating KL divergence" note (k1, k3 estimators).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Normalise ``x`` to unit variance (and zero mean) over the masked entries; others become 0."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token KL(policy || reference) estimate from log-probs of the sampled tokens.
+
+    k1 = log p - log q (unbiased, can be negative per token); k3 = (r - 1) - log r with r = q / p
+    (unbiased, always >= 0, lower variance).
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; expected k1 or k3")
+
+
+def place_rewards(
+    scores: list[list[tuple[int, float]]], kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """Token rewards: ``-kl_coef * kl`` on every policy token, plus each (position, score) given.
+
+    ``scores[b]`` lists where episode ``b``'s rewards land: its last policy token for ``terminal``
+    placement, or the last policy token of each turn with that turn's share for ``per_turn``.
+    """
+    rewards = -kl_coef * kl * mask
+    for b, placed in enumerate(scores):
+        for position, value in placed:
+            rewards[b, position] += value
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns by GAE over the masked (policy) tokens of each row; 0 elsewhere.
+
+    The episode ends after its last policy token (no bootstrap beyond it).
+    """
+    advantages = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        steps = mask[b].nonzero(as_tuple=True)[0]
+        next_value, running = 0.0, 0.0
+        for t in reversed(steps.tolist()):
+            delta = rewards[b, t] + gamma * next_value - values[b, t]
+            running = delta + gamma * lam * running
+            advantages[b, t] = running
+            next_value = values[b, t]
+    returns = (advantages + values) * mask
+    return advantages, returns
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped surrogate objective (as a loss), with the clip fraction and approximate KL."""
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    stats = {
+        "clipfrac": masked_mean((torch.abs(ratio - 1.0) > clip_range).float(), mask),
+        "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),  # k3 of new vs old: >= 0
+    }
+    return loss, stats
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped value loss: the larger of the plain and the clipped squared errors, halved."""
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    loss = 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+    return loss, {"vf_clipfrac": masked_mean((torch.abs(values - old_values) > clip_range).float(), mask)}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over the masked tokens (1 = perfect critic)."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    residual = returns - values
+    var_residual = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    return float("nan") if var_returns.item() == 0 else float(1 - var_residual / var_returns)
+
+
+@dataclass
+class KLController:
+    """The KL coefficient: fixed, or adapted towards a target KL (Ziegler et al. 2019)."""
+
+    value: float
+    target: float | None = None
+    horizon: int = 10_000
+
+    def update(self, observed_kl: float, n_steps: int) -> None:
+        if self.target is None or not math.isfinite(observed_kl):
+            return
+        error = max(-0.2, min(0.2, observed_kl / self.target - 1.0))
+        self.value *= 1.0 + error * n_steps / self.horizon
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value, self.target, self.horizon = state["value"], state["target"], state["horizon"]
+
+
+def normalise_dimensions(dimensions: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """GDPO-style: z-score each reward dimension over the batch, then weight and sum.
+
+    ``dimensions`` is ``(episodes, 5)``; a dimension that is constant over the batch contributes 0, so no
+    single dimension's scale dominates the advantage.
+    """
+    mean, std = dimensions.mean(0, keepdim=True), dimensions.std(0, unbiased=False, keepdim=True)
+    return ((dimensions - mean) / (std + eps) * weights / weights.sum()).sum(-1)
