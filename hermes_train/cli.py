@@ -58,48 +58,26 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    """Run the stages that exist on a recipe and say plainly which ones are not built yet."""
-    import torch
-
-    from hermes_train import formatting, synthetic
+    """Run the stages that exist on a recipe, skipping those already complete, and list the ones not built yet."""
     from hermes_train.config import load_recipe, save_resolved_recipe
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.sft import run_sft, sft_dir
 
     recipe = load_recipe(args.recipe, args.overrides)
-    config_path = save_resolved_recipe(recipe)
-    console.print(f"resolved recipe written to {config_path}")
+    console.print(f"resolved recipe written to {save_resolved_recipe(recipe)}")
+    timings: dict[str, str] = {}
 
     start = time.perf_counter()
-    with console.status(f"loading {recipe.model.name_or_path} (built on first use)"):
-        tokenizer = load_tokenizer(recipe.model)
-        model = load_causal_lm(recipe.model)
-    n_params = sum(p.numel() for p in model.parameters())
-    console.print(
-        f"[green]model[/green] {recipe.model.name_or_path}: {n_params / 1e6:.2f}M parameters, "
-        f"vocabulary {len(tokenizer)}, loaded in {time.perf_counter() - start:.1f}s"
-    )
-
-    # Smoke the format end to end: template == module, then let the untrained model write a turn and parse it.
-    example = next(synthetic.generate("tool_call", 1, recipe.seed))
-    prompt_messages = example["messages"][:1]
-    prompt = tokenizer.apply_chat_template(prompt_messages, tools=example["tools"], tokenize=False, add_generation_prompt=True)
-    if prompt != formatting.render_conversation(prompt_messages, example["tools"], add_generation_prompt=True):
-        raise HermesTrainError(f"the tokenizer of {recipe.model.name_or_path} renders the Hermes format differently")
-    ids = tokenizer(prompt, return_tensors="pt")
-    torch.manual_seed(recipe.seed)
-    with torch.no_grad():
-        output = model.generate(**ids, max_new_tokens=32, do_sample=False)
-    completion = tokenizer.decode(output[0, ids["input_ids"].shape[1] :], skip_special_tokens=False)
-    parsed = formatting.parse_assistant_output(completion)
-    console.print(
-        f"[green]format[/green] prompt of {ids['input_ids'].shape[1]} tokens renders identically through the chat "
-        f"template; the untrained model wrote {len(completion)} chars, parsed into {len(parsed.calls)} call(s)"
-    )
+    adapter = sft_dir(recipe) / "adapter"
+    if (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
+        timings["sft"] = "[green]done earlier[/green] (skipped; delete output_dir/sft to redo)"
+    else:
+        run_sft(recipe)
+        timings["sft"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
 
     table = Table(title=f"pipeline on {args.recipe}")
     table.add_column("stage")
     table.add_column("status")
-    table.add_row("config + model", "[green]done[/green]")
+    table.add_row("data + sft", timings["sft"])
     for stage in PIPELINE_STAGES:
         table.add_row(stage, f"[yellow]not built yet[/yellow]: {NOT_BUILT_YET[stage]}")
     console.print(table)
@@ -110,8 +88,11 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from hermes_train.config import load_recipe
     from hermes_train.sft import run_sft
 
+    from accelerate import PartialState
+
     adapter = run_sft(load_recipe(args.recipe, args.overrides), resume=args.resume)
-    console.print(f"[green]SFT adapter[/green] saved to {adapter}")
+    if PartialState().is_main_process:
+        console.print(f"[green]SFT adapter[/green] saved to {adapter}")
     return 0
 
 

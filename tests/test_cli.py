@@ -71,13 +71,17 @@ def test_build_tiny_command(tmp_path, tiny_model_dir):
     assert (tmp_path / "tiny" / "model.safetensors").read_bytes() == (Path(tiny_model_dir) / "model.safetensors").read_bytes()
 
 
-def test_pipeline_runs_what_exists_and_writes_the_resolved_recipe(tmp_path, tiny_cache, tiny_model_dir):
-    out = hermes("pipeline", TINY, "model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", env={"HERMES_TRAIN_CACHE": tiny_cache})
-    assert out.returncode == 0, out.stderr
-    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert saved["model"]["name_or_path"] == "tiny:xs" and saved["output_dir"] == str(tmp_path / "run")
-    assert "renders identically" in out.stderr
+def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, tiny_model_dir):
+    run = tmp_path / "run"
+    overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "sft.max_steps=2", "data.num_examples=24", "data.max_seq_len=256"]
+    out = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
+    assert out.returncode == 0, out.stderr[-3000:]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["name_or_path"] == "tiny:xs" and saved["output_dir"] == str(run)
+    assert (run / "sft" / "adapter" / "adapter_config.json").exists()
     assert "not built yet" in out.stderr
+    again = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
+    assert again.returncode == 0 and "done earlier" in again.stderr
 
 
 def test_runs_under_accelerate_launch():

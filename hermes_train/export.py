@@ -1,0 +1,59 @@
+"""Merge a run's LoRA adapter into its base model and save a plain HF model folder.
+
+``export_run(run_dir, stage="sft")`` reads ``run_dir/config.yaml`` (the resolved recipe every stage writes),
+loads the base model the way training did (``hermes_train.models.load_causal_lm``), applies the adapter in
+``run_dir/<stage>/adapter``, merges it (``merge_and_unload``) and saves model and tokenizer to
+``out`` (default ``run_dir/merged-<stage>``). The result loads with ``AutoModelForCausalLM.from_pretrained``
+and serves like any checkpoint, no PEFT needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hermes_train.errors import HermesTrainError
+
+__all__ = ["export_run"]
+
+
+def export_run(run_dir: str | Path, stage: str = "sft", out: str | Path | None = None) -> Path:
+    """Merge ``run_dir/<stage>/adapter`` into the recipe's base model; returns the output folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HermesTrainError(f"{run_dir}: run directory not found")
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise HermesTrainError(f"{run_dir}: no config.yaml (not a run directory written by hermes-train?)")
+    adapter_dir = run_dir / stage / "adapter"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        stages = sorted(p.parent.parent.name for p in run_dir.glob("*/adapter/adapter_config.json"))
+        hint = f"; adapters found for stage(s): {', '.join(stages)}" if stages else "; has that stage finished?"
+        raise HermesTrainError(f"{adapter_dir}: no adapter for stage '{stage}'{hint}")
+
+    from peft import PeftModel
+
+    from hermes_train.config import load_recipe
+    from hermes_train.models import load_causal_lm, load_tokenizer
+
+    recipe = load_recipe(config_path)
+    base = load_causal_lm(recipe.model)
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    merged = model.merge_and_unload()
+
+    # The tokenizer saved with the adapter is the one training used; fall back to the recipe's.
+    tokenizer = None
+    if (adapter_dir / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(recipe.model)
+
+    target = Path(out) if out is not None else run_dir / f"merged-{stage}"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        merged.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
+    except OSError as exc:
+        raise HermesTrainError(f"{target}: cannot write the merged model: {exc}") from None
+    return target

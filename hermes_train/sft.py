@@ -1,0 +1,420 @@
+"""LoRA supervised fine-tuning on the recipe's data mix: TRL ``SFTTrainer`` + PEFT.
+
+``run_sft(recipe)`` trains a LoRA adapter (``recipe.lora``) on the tokenized mix from
+``hermes_train.data.mix.build_sft_datasets`` with the schedule of ``recipe.sft``, and lays out
+``recipe.output_dir`` as::
+
+    config.yaml                 the resolved recipe
+    sft/checkpoint-N/           Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state)
+    sft/adapter/                the final adapter (PEFT format) and the tokenizer
+    sft/metrics.jsonl           one JSON object per logging / evaluation step
+    sft/data_stats.json         what the data mix drew (SftData.stats)
+
+The loss covers only assistant tokens (``<think>`` blocks, ``<tool_call>`` blocks and the closing
+``<|im_end|>`` included) when ``sft.assistant_only_loss`` is on: the pre-tokenized ``assistant_masks`` become
+the labels. With ``sft.packing`` the examples are packed best-fit-decreasing into rows of
+``data.max_seq_len`` tokens and batches are flattened padding-free (position ids restart per example, so no
+example attends to another); unless the recipe names an attention implementation (e.g. flash_attention_2,
+which handles such rows natively), attention then runs example by example (``packed_sdpa_attention_forward``)
+rather than through sdpa's dense mask over the whole flattened row. Precision is picked from the hardware: bf16 on a CUDA device that supports it
+(when ``model.dtype`` is auto or bfloat16), fp32 on CPU. Works the same on one process and under
+``accelerate launch`` / torchrun (DDP or DeepSpeed configs are handled by Trainer); only the main process
+writes the shared files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hermes_train.errors import HermesTrainError
+
+if TYPE_CHECKING:
+    from hermes_train.config import Recipe
+
+__all__ = [
+    "SFT_STAGE",
+    "SftResult",
+    "build_sft_trainer",
+    "choose_precision",
+    "register_packed_attention",
+    "run_sft",
+    "sft_dir",
+    "sft_training_args",
+    "train_sft",
+]
+
+SFT_STAGE = "sft"
+console = Console(stderr=True)
+
+
+def sft_dir(recipe: Recipe) -> Path:
+    return Path(recipe.output_dir) / SFT_STAGE
+
+
+def device_type() -> str:
+    """"cuda" when training will run on a GPU, else "cpu" (also when ``accelerate launch --cpu`` asks for it).
+
+    Decided without touching the distributed state, which the training arguments set up.
+    """
+    import os
+
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
+    """``(mode, weight dtype)``: mode is "bf16", "fp16" or "fp32" (the Trainer's mixed-precision flag).
+
+    bf16 on a CUDA device with bf16 support when ``model.dtype`` is auto or bfloat16; fp16 on CUDA when the
+    recipe asks for float16; fp32 otherwise, and always on CPU (no fast half-precision path there).
+    """
+    import torch
+
+    wanted = recipe.model.dtype
+    if device_type == "cuda":
+        if wanted in ("auto", "bfloat16") and torch.cuda.is_bf16_supported():
+            return "bf16", torch.bfloat16
+        if wanted == "float16" or (wanted == "bfloat16" and not torch.cuda.is_bf16_supported()):
+            return "fp16", torch.float16
+        return "fp32", torch.float32
+    return "fp32", torch.float32
+
+
+PACKED_ATTENTION = "hermes_packed_sdpa"
+
+
+def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                                  is_causal=None, **kwargs):
+    """SDPA that attends packed sequences one by one instead of through a dense block-diagonal mask.
+
+    A padding-free packed batch is one row of ``B * max_seq_len`` tokens; plain ``sdpa`` gets a dense
+    ``(T, T)`` mask for it and pays for every pair of tokens, across examples too. Given the sequence
+    boundaries (``cu_seq_lens_q``, which TRL's collator passes), each example is attended causally on its own:
+    the same result for a fraction of the cost (sum of squared lengths instead of the square of their sum).
+    Anything else (padded batches, generation with a cache, sliding windows) goes to the stock ``sdpa``.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu_seq_lens = kwargs.get("cu_seq_lens_q")
+    if (
+        cu_seq_lens is None
+        or query.shape[0] != 1
+        or query.shape[2] != key.shape[2]
+        or kwargs.get("sliding_window") is not None
+        or kwargs.get("output_attentions")
+    ):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    bounds = cu_seq_lens.tolist()
+    groups = query.shape[1] != key.shape[1]
+    outputs = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+            dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=groups,
+        )
+        for start, end in zip(bounds, bounds[1:])
+        if end > start
+    ]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def register_packed_attention() -> str:
+    """Register ``packed_sdpa_attention_forward`` with transformers (idempotent); returns its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention_forward)
+    # Masks as for sdpa, which the fallback path needs; the packed path ignores the mask.
+    AttentionMaskInterface.register(PACKED_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    return PACKED_ATTENTION
+
+
+def _lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    lora = recipe.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias=lora.bias,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
+    """What only SFT can check, before anything is loaded or replaced (``replacing``: a fresh run that will
+    replace the adapter and checkpoints in ``output_dir/sft``)."""
+    from transformers.trainer_utils import SchedulerType
+
+    sft = recipe.sft
+    try:
+        SchedulerType(sft.lr_scheduler)
+    except ValueError:
+        known = ", ".join(t.value for t in SchedulerType)
+        raise HermesTrainError(f"sft.lr_scheduler = {sft.lr_scheduler!r}: not a transformers scheduler; known: {known}") from None
+    if recipe.lora.adapter_path:
+        adapter_path = Path(recipe.lora.adapter_path)
+        if not (adapter_path / "adapter_config.json").is_file():
+            raise HermesTrainError(f"lora.adapter_path: no PEFT adapter (adapter_config.json) in {adapter_path}")
+        if replacing and sft_dir(recipe).resolve() in adapter_path.resolve().parents:
+            raise HermesTrainError(
+                f"lora.adapter_path = {adapter_path} lies inside this run's {sft_dir(recipe)}, which the run replaces; "
+                "copy the adapter elsewhere or use another output_dir (or --resume to continue that run)"
+            )
+
+
+def _load_data(recipe: Recipe, tokenizer):
+    from hermes_train.data.mix import build_sft_datasets
+
+    return build_sft_datasets(recipe, tokenizer)
+
+
+def _prepare_columns(dataset, assistant_only_loss: bool):
+    """Keep what SFTTrainer needs: ``input_ids``, plus ``assistant_masks`` when the loss is assistant-only
+    (SFTTrainer turns a pre-tokenized dataset's ``assistant_masks`` into -100 labels by itself)."""
+    if dataset is None:
+        return None
+    if "input_ids" not in dataset.column_names:
+        raise HermesTrainError("the SFT dataset has no input_ids column (expected pre-tokenized data)")
+    keep = ["input_ids"] + (["assistant_masks"] if assistant_only_loss else [])
+    missing = [c for c in keep if c not in dataset.column_names]
+    if missing:
+        raise HermesTrainError(f"the SFT dataset lacks column(s) {missing}; needed for sft.assistant_only_loss")
+    return dataset.select_columns(keep)
+
+
+def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run_name: str | None = None,
+                      output_dir: str | Path | None = None):
+    """The ``SFTConfig`` for ``recipe.sft``. Creating it sets up the distributed state (one process, DDP or
+    DeepSpeed, as launched), so it comes before anything that asks which process it runs in."""
+    from trl import SFTConfig
+
+    sft = recipe.sft
+    precision, _ = choose_precision(recipe, device_type())
+    max_steps = sft.max_steps
+    return SFTConfig(
+        output_dir=str(output_dir if output_dir is not None else sft_dir(recipe)),
+        use_cpu=device_type() == "cpu",  # also lets torchrun/accelerate run several CPU processes (gloo)
+        # Schedule
+        max_steps=max_steps,
+        learning_rate=sft.learning_rate,
+        per_device_train_batch_size=sft.per_device_batch_size,
+        per_device_eval_batch_size=sft.per_device_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        warmup_steps=math.ceil(max_steps * sft.warmup_ratio),
+        weight_decay=sft.weight_decay,
+        lr_scheduler_type=sft.lr_scheduler,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        # Precision and memory (TRL's defaults differ: bf16 and gradient checkpointing on)
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=sft.gradient_checkpointing,
+        # Data
+        max_length=recipe.data.max_seq_len,
+        packing=sft.packing,
+        packing_strategy="bfd",
+        padding_free=sft.packing,
+        assistant_only_loss=False,  # the masks come pre-tokenized (assistant_masks), see _prepare_columns
+        # Logging, evaluation, checkpoints
+        logging_strategy="steps",
+        logging_steps=sft.logging_steps,
+        eval_strategy="steps" if sft.eval_steps else "no",  # 0: once at the end, by run_sft
+        eval_steps=sft.eval_steps or None,
+        save_strategy="steps",
+        save_steps=sft.save_steps or max_steps,  # 0 = only the final checkpoint
+        include_num_input_tokens_seen="non_padding",
+        report_to=report_to if report_to is not None else [],
+        run_name=run_name,
+        disable_tqdm=False,
+    )
+
+
+def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list | None = None,
+                      report_to: list[str] | None = None, run_name: str | None = None,
+                      output_dir: str | Path | None = None):
+    """The ``SFTTrainer`` ``run_sft`` trains with, and the data it got: ``(trainer, data)``.
+
+    ``data`` (an ``SftData``: ``.train``, ``.eval``, ``.stats``) defaults to the recipe's mix; ``args`` to
+    ``sft_training_args(recipe, report_to=..., run_name=..., output_dir=...)``. Building it writes no output
+    file; tests and the benchmark use it to look at what training actually sees.
+    """
+    from peft import PeftModel
+    from transformers.trainer_utils import IntervalStrategy
+    from trl import SFTTrainer
+
+    from hermes_train.models import load_causal_lm, load_tokenizer
+
+    _check_recipe(recipe)
+    sft = recipe.sft
+    if args is None:
+        args = sft_training_args(recipe, report_to=report_to, run_name=run_name, output_dir=output_dir)
+    precision, weight_dtype = choose_precision(recipe, args.device.type)
+
+    tokenizer = load_tokenizer(recipe.model)
+    if data is None:
+        with args.main_process_first(desc="SFT data mix"):
+            data = _load_data(recipe, tokenizer)
+    train = _prepare_columns(data.train, sft.assistant_only_loss)
+    evaluation = _prepare_columns(data.eval, sft.assistant_only_loss)
+    if evaluation is not None and len(evaluation) == 0:
+        evaluation = None
+    if len(train) == 0:
+        raise HermesTrainError("the SFT training set is empty (check data.sources and data.num_examples)")
+    if evaluation is None:
+        args.eval_strategy = IntervalStrategy.NO  # nothing held out (data.eval_fraction = 0)
+
+    # The model is loaded after the arguments: with a DeepSpeed ZeRO-3 config they set up partitioned loading.
+    model_kwargs = {"dtype": weight_dtype}
+    if sft.packing and recipe.model.attn_implementation is None:
+        # Flash-attention kernels handle packed rows natively; the library default (sdpa) needs help.
+        model_kwargs["attn_implementation"] = register_packed_attention()
+    model = load_causal_lm(recipe.model, **model_kwargs)
+    peft_config = None
+    if recipe.lora.adapter_path:
+        model = PeftModel.from_pretrained(model, recipe.lora.adapter_path, is_trainable=True)
+    else:
+        peft_config = _lora_config(recipe)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    trainer.hermes_precision = precision  # shown in the summary
+    return trainer, data
+
+
+def _clear_previous_run(directory: Path) -> None:
+    """A fresh (not resumed) run replaces the previous run's adapter and checkpoints in ``sft/``: a later
+    ``--resume`` must continue this run, not pick up an older run's last checkpoint."""
+    adapter = directory / "adapter"
+    checkpoints = sorted(directory.glob("checkpoint-*"))
+    if adapter.exists():
+        console.print(f"[yellow]overwriting[/yellow] the existing adapter {escape(str(adapter))} (pass --resume to continue that run)")
+        shutil.rmtree(adapter)
+    if checkpoints:
+        console.print(f"[yellow]removing[/yellow] {len(checkpoints)} checkpoint(s) of the previous run in {escape(str(directory))}")
+        for checkpoint in checkpoints:
+            shutil.rmtree(checkpoint)
+
+
+def _summary(trainer, adapter: Path, seconds: float) -> Table:
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    table = Table(title="SFT finished", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("steps", f"{trainer.state.global_step} / {trainer.state.max_steps}")
+    table.add_row("final train loss", f"{losses[-1]:.4f}" if losses else "-")
+    table.add_row("eval loss", f"{eval_losses[-1]:.4f}" if eval_losses else "-")
+    table.add_row("tokens trained", f"{trainer.state.num_input_tokens_seen:,}")
+    table.add_row("precision", trainer.hermes_precision)
+    table.add_row("wall time", f"{seconds:.1f}s")
+    table.add_row("adapter", escape(str(adapter)))
+    return table
+
+
+@dataclass
+class SftResult:
+    """What ``train_sft`` leaves: the saved adapter and the trainer (its model is the trained one)."""
+
+    adapter: Path
+    trainer: Any
+
+
+def run_sft(recipe: Recipe, resume: bool = False) -> Path:
+    """Train the SFT adapter of ``recipe``; returns the adapter folder (``output_dir/sft/adapter``).
+
+    ``resume=True`` continues from the last checkpoint in ``output_dir/sft`` (same step count, optimizer and
+    scheduler state, RNG and data order). Without it, a previous run's adapter and checkpoints there are
+    replaced.
+    """
+    return train_sft(recipe, resume=resume).adapter
+
+
+def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
+    """``run_sft``, keeping the trainer (for callers that go on using the trained model in-process)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from hermes_train.config import save_resolved_recipe
+    from hermes_train.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_wandb, run_name
+
+    start = time.perf_counter()
+    _check_recipe(recipe, replacing=not resume)
+    directory = sft_dir(recipe)
+    adapter = directory / "adapter"
+
+    last_checkpoint = None
+    if resume:
+        last_checkpoint = get_last_checkpoint(str(directory)) if directory.is_dir() else None
+        if last_checkpoint is None:
+            raise HermesTrainError(
+                f"--resume: no checkpoint to resume from in {directory} (run without --resume to start, "
+                "and set sft.save_steps to checkpoint during training)"
+            )
+    report_to = configure_wandb(recipe, SFT_STAGE)
+    args = sft_training_args(recipe, report_to=report_to, run_name=run_name(recipe, SFT_STAGE))
+    state = args.distributed_state
+    if state.is_main_process:
+        if last_checkpoint is None:
+            _clear_previous_run(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config_path = save_resolved_recipe(recipe)
+        console.print(f"resolved recipe written to {escape(str(config_path))}", highlight=False)
+        if last_checkpoint is not None:
+            console.print(f"resuming from {escape(last_checkpoint)}", highlight=False)
+    state.wait_for_everyone()
+
+    callbacks = [MetricsJsonlCallback(directory / "metrics.jsonl", append=last_checkpoint is not None)]
+    if report_to:
+        callbacks.append(RecipeConfigCallback(recipe, SFT_STAGE))
+    trainer, data = build_sft_trainer(recipe, args=args, callbacks=callbacks)
+
+    if state.is_main_process:
+        (directory / "data_stats.json").write_text(json.dumps(data.stats, indent=2, default=str) + "\n", encoding="utf-8")
+        n_trainable, n_total = trainer.model.get_nb_trainable_parameters()
+        console.print(
+            f"[green]SFT[/green] {escape(recipe.model.name_or_path)}: LoRA {n_trainable:,} trainable of {n_total:,} "
+            f"parameters, {len(data.train):,} training examples"
+            f"{f', {len(data.eval):,} eval' if data.eval is not None else ''}, {recipe.sft.max_steps} steps, "
+            f"{trainer.hermes_precision}{', packed (BFD, padding-free)' if recipe.sft.packing else ''}, "
+            f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
+            highlight=False,
+        )
+
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    if trainer.eval_dataset is not None and not recipe.sft.eval_steps:
+        trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
+
+    trainer.save_model(str(adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+    state.wait_for_everyone()
+    if state.is_main_process:
+        console.print(_summary(trainer, adapter, time.perf_counter() - start))
+    if "wandb" in report_to:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    return SftResult(adapter=adapter, trainer=trainer)
