@@ -40,7 +40,9 @@ def _convert_parser() -> argparse.ArgumentParser:
 
 def cmd_data(args: argparse.Namespace) -> int:
     argv = list(args.rest)
-    if argv and argv[0] == "convert":
+    if not argv:
+        _stats_parser().error("give a recipe (hermes-train data RECIPE --stats) or use 'hermes-train data convert ...'")
+    if argv[0] == "convert":
         return _convert(_convert_parser().parse_args(argv[1:]))
     return _stats(_stats_parser().parse_intermixed_args(argv))
 
