@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -75,8 +76,10 @@ def _stats(args: argparse.Namespace) -> int:
     from hermes_train.models import load_tokenizer
 
     recipe = load_recipe(args.recipe, args.overrides)
-    tokenizer = load_tokenizer(recipe.model)
-    data = build_sft_datasets(recipe, tokenizer)
+    # Libraries may print to stdout while loading (DeepSpeed logs there on import): keep stdout for our output.
+    with contextlib.redirect_stdout(sys.stderr):
+        tokenizer = load_tokenizer(recipe.model)
+        data = build_sft_datasets(recipe, tokenizer)
     stats = data.stats
     if args.json:
         sys.stdout.write(json.dumps(stats, indent=2) + "\n")
