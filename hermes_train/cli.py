@@ -22,13 +22,11 @@ console = Console(stderr=True)
 # Stages that later work fills in, and what tracks each. Kept in one place so the placeholders and the
 # pipeline's stage table agree.
 NOT_BUILT_YET = {
-    "ppo": "PPO on environment rollouts (issue 5)",
-    "grpo": "GRPO via TRL (issue 5)",
     "eval": "environment evaluation (issue 6)",
     "eval-bfcl": "BFCL-format scoring (issue 6)",
     "report": "run reports (issue 6)",
 }
-PIPELINE_STAGES = ["ppo", "grpo", "eval", "report"]
+PIPELINE_STAGES = ["eval", "report"]
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +58,7 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Run the stages that exist on a recipe, skipping those already complete, and list the ones not built yet."""
     from hermes_train.config import load_recipe, save_resolved_recipe
+    from hermes_train.ppo import ppo_progress, run_ppo
     from hermes_train.sft import run_sft, sft_dir
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -69,15 +68,36 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     adapter = sft_dir(recipe) / "adapter"
     if (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
-        timings["sft"] = "[green]done earlier[/green] (skipped; delete output_dir/sft to redo)"
+        timings["data + sft"] = "[green]done earlier[/green] (skipped; delete output_dir/sft to redo)"
     else:
         run_sft(recipe)
-        timings["sft"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
+        timings["data + sft"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
+
+    start = time.perf_counter()
+    state = ppo_progress(recipe)
+    if state == "done":
+        timings["ppo"] = "[green]done earlier[/green] (skipped; delete output_dir/ppo to redo)"
+    else:
+        run_ppo(recipe, resume=state == "partial")
+        timings["ppo"] = f"[green]{'resumed and done' if state == 'partial' else 'done'}[/green] in {time.perf_counter() - start:.0f}s"
+
+    if recipe.grpo.enabled:
+        from hermes_train.grpo import grpo_dir, run_grpo
+
+        start = time.perf_counter()
+        if (grpo_dir(recipe) / "adapter" / "adapter_model.safetensors").is_file():
+            timings["grpo"] = "[green]done earlier[/green] (skipped; delete output_dir/grpo to redo)"
+        else:
+            run_grpo(recipe)
+            timings["grpo"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
+    else:
+        timings["grpo"] = "off (grpo.enabled: false)"
 
     table = Table(title=f"pipeline on {args.recipe}")
     table.add_column("stage")
     table.add_column("status")
-    table.add_row("data + sft", timings["sft"])
+    for stage, status in timings.items():
+        table.add_row(stage, status)
     for stage in PIPELINE_STAGES:
         table.add_row(stage, f"[yellow]not built yet[/yellow]: {NOT_BUILT_YET[stage]}")
     console.print(table)
@@ -93,6 +113,26 @@ def cmd_sft(args: argparse.Namespace) -> int:
     adapter = run_sft(load_recipe(args.recipe, args.overrides), resume=args.resume)
     if PartialState().is_main_process:
         console.print(f"[green]SFT adapter[/green] saved to {adapter}")
+    return 0
+
+
+def cmd_ppo(args: argparse.Namespace) -> int:
+    from hermes_train.config import load_recipe
+    from hermes_train.ppo import run_ppo
+
+    run_ppo(load_recipe(args.recipe, args.overrides), resume=args.resume)
+    return 0
+
+
+def cmd_grpo(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from hermes_train.config import load_recipe
+    from hermes_train.grpo import run_grpo
+
+    adapter = run_grpo(load_recipe(args.recipe, args.overrides), resume=args.resume)
+    if PartialState().is_main_process:
+        console.print(f"[green]GRPO adapter[/green] saved to {adapter}")
     return 0
 
 
@@ -131,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_arguments(sft)
     sft.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir/sft")
     sft.set_defaults(func=cmd_sft)
+
+    ppo = commands.add_parser("ppo", help="PPO on multi-turn environment episodes with the Atropos reward")
+    _recipe_arguments(ppo)
+    ppo.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir/ppo")
+    ppo.set_defaults(func=cmd_ppo)
+
+    grpo = commands.add_parser("grpo", help="GRPO (TRL GRPOTrainer) in the environments with the Atropos reward")
+    _recipe_arguments(grpo)
+    grpo.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir/grpo")
+    grpo.set_defaults(func=cmd_grpo)
 
     export = commands.add_parser("export", help="merge a run's adapter into its base model and save the result")
     export.add_argument("run_dir", help="a run's output_dir (holds config.yaml and the adapters)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,6 +175,10 @@ class PpoConfig(BaseModel):
     minibatch_size: int = Field(8, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_grad_norm: float = Field(1.0, gt=0.0)
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over the iterations (stepped once per iteration)."
+    )
+    warmup_iterations: int = Field(0, ge=0)
     # KL to the reference (SFT) policy
     kl_coef: float = Field(0.05, ge=0.0, description="Initial KL penalty coefficient.")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator.")
@@ -306,6 +311,7 @@ class TrackingConfig(BaseModel):
     )
     tags: list[str] = Field(default_factory=list)
     log_every: int = Field(1, gt=0)
+    log_artifacts: bool = Field(True, description="Upload each stage's final adapter to W&B as an artifact.")
 
 
 class Recipe(BaseModel):
@@ -348,6 +354,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 as a string (it wants a dot: 1.0e-3); learning rates are written both ways.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def _dotted(path: Sequence[str | int]) -> str:
@@ -443,7 +455,7 @@ def _apply_override(data: dict, sources: Sources, override: str) -> None:
     if any(not p for p in parts):
         raise ConfigError(f"{label}: empty component in key '{key}'")
     try:
-        value = yaml.safe_load(raw_value)
+        value = yaml.load(raw_value, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: value is not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
 

@@ -191,3 +191,26 @@ class MetricsJsonlCallback(TrainerCallback):
         record = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def start_wandb_run(recipe: Recipe, stage: str, report_to: list[str]):
+    """Start the W&B run of a stage with its own loop (PPO), after ``configure_wandb``; ``None`` when W&B is
+    off. The run's name, project, mode and directory come from the ``WANDB_*`` variables set there."""
+    if "wandb" not in report_to:
+        return None
+    import wandb
+
+    return wandb.init(config={"recipe": recipe.model_dump(mode="json"), "stage": stage}, reinit="finish_previous")
+
+
+def finish_wandb_run(run, adapter: Path | None = None) -> None:
+    """Upload ``adapter`` as a model artifact (when given) and close the run."""
+    if run is None:
+        return
+    if adapter is not None and Path(adapter).is_dir():
+        import wandb
+
+        artifact = wandb.Artifact(f"{run.name}-adapter".replace("/", "-"), type="model")
+        artifact.add_dir(str(adapter))
+        run.log_artifact(artifact)
+    run.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_missing_recipe_file(tmp_path):
     assert out.returncode == 2 and "nope.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("stage", ["ppo", "grpo", "eval", "eval-bfcl", "report"])
+@pytest.mark.parametrize("stage", ["eval", "eval-bfcl", "report"])
 def test_stages_not_built_yet_say_so(stage):
     out = hermes(stage, TINY)
     assert out.returncode == 2
@@ -73,15 +74,20 @@ def test_build_tiny_command(tmp_path, tiny_model_dir):
 
 def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, tiny_model_dir):
     run = tmp_path / "run"
-    overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "sft.max_steps=2", "data.num_examples=24", "data.max_seq_len=256"]
+    overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "sft.max_steps=2", "data.num_examples=24", "data.max_seq_len=256",
+                 "ppo.total_iterations=1", "ppo.episodes_per_iteration=2", "ppo.minibatch_size=2", "ppo.max_new_tokens_per_turn=16",
+                 "ppo.max_turns=2", "environments.names=[apis]"]
     out = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
     assert out.returncode == 0, out.stderr[-3000:]
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["name_or_path"] == "tiny:xs" and saved["output_dir"] == str(run)
     assert (run / "sft" / "adapter" / "adapter_config.json").exists()
+    assert (run / "ppo" / "adapter" / "adapter_model.safetensors").exists()
+    # PPO starts from the SFT adapter: it lies merged beneath the PPO adapter.
+    assert json.loads((run / "ppo" / "adapter" / "hermes_adapter_stack.json").read_text())["merged"] == [str((run / "sft" / "adapter").resolve())]
     assert "not built yet" in out.stderr
     again = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
-    assert again.returncode == 0 and "done earlier" in again.stderr
+    assert again.returncode == 0 and again.stderr.count("done earlier") == 2
 
 
 def test_runs_under_accelerate_launch():

@@ -404,3 +404,12 @@ def test_save_resolved_recipe_explicit_dir(tmp_path):
     path = save_resolved_recipe(recipe, tmp_path / "elsewhere" / "deep")
     assert path == tmp_path / "elsewhere" / "deep" / "config.yaml"
     assert load_recipe(path) == recipe
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads ``1e-3`` as a string; recipes and overrides write learning rates that way."""
+    path = tmp_path / "r.yaml"
+    path.write_text("ppo:\n  learning_rate: 3e-6\n")
+    recipe = load_recipe(path, ["ppo.critic_learning_rate=1E-4", "tracking.run_name=1e5x"])
+    assert recipe.ppo.learning_rate == 3e-6 and recipe.ppo.critic_learning_rate == 1e-4
+    assert recipe.tracking.run_name == "1e5x"
