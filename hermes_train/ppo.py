@@ -482,13 +482,13 @@ def run_ppo(recipe: Recipe, resume: bool = False) -> Path:
 
 
 def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_scheduler
     from trl.models.utils import unwrap_model_for_generation
     from trl.trainer.utils import entropy_from_logits
 
     from hermes_train.config import save_resolved_recipe
+    from hermes_train.distributed import make_accelerator
     from hermes_train.models import load_tokenizer
     from hermes_train.ppo_model import build_actor_critic, sft_adapter_path
     from hermes_train.rollout import RolloutEngine, RolloutSettings
@@ -501,11 +501,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     directory = ppo_dir(recipe)
     precision, weight_dtype = choose_precision(recipe, device_type())
     report_to = configure_wandb(recipe, PPO_STAGE)
-    accelerator = Accelerator(
-        cpu=device_type() == "cpu",
-        mixed_precision="no" if precision == "fp32" else precision,
-        gradient_accumulation_steps=ppo.gradient_accumulation_steps,
-    )
+    accelerator = make_accelerator(precision, ppo.gradient_accumulation_steps)
     sizes = Sizes.for_world(recipe, accelerator.num_processes)
     _fill_deepspeed_config(accelerator, sizes, recipe)
     set_seed(recipe.seed + accelerator.process_index)  # different sampling noise on every rank
@@ -548,7 +544,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
                    "max_observation_chars": recipe.environments.max_observation_chars}
     if main:
         unwrapped = accelerator.unwrap_model(model)
-        actor_n, critic_n = (sum(p.numel() for p in ps) for ps in (unwrapped.actor_parameters(), unwrapped.critic_parameters()))
+        actor_n, critic_n = (sum(getattr(p, "ds_numel", p.numel()) for p in ps) for ps in (unwrapped.actor_parameters(), unwrapped.critic_parameters()))
         console.print(
             f"[green]PPO[/green] {escape(recipe.model.name_or_path)}"
             f"{f' + SFT adapter {escape(str(start_adapter))} (merged; it is the reference)' if start_adapter else ' (no SFT adapter: the base is the reference)'}: "

@@ -90,6 +90,7 @@ class ActorCritic(nn.Module):
         self.policy = policy  # PeftModel: adapters "default" (actor) and, for shared_base, "critic"
         self.critic = critic  # None (shared base) or a separate PeftModel with adapter "critic"
         self.value_head = value_head
+        self.config = policy.get_base_model().config  # accelerate sizes DeepSpeed's "auto" buckets from it
         # PEFT's set_adapter leaves only the active adapter trainable; both must stay so (one optimizer, one
         # backward through actor and critic), so the trainable set is remembered and restored after switching.
         self._trainable = [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,35 @@
+"""The ``Accelerator`` for the project's own training loops, right on every launch.
+
+``accelerate launch`` with a DeepSpeed config on a machine without a GPU (the CPU sharded tests, a laptop)
+needs one nudge: accelerate picks no process-group backend for DeepSpeed on CPU and then reports a world of
+one process on every rank while ``torch.distributed`` has two. Naming ``gloo`` makes both agree (and
+DeepSpeed's ZeRO really partitions over the ranks). Without DeepSpeed, CPU runs use accelerate's own
+multi-CPU (gloo) data parallelism.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def launched_with_deepspeed() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
+    """``precision`` is "bf16", "fp16" or "fp32" (``sft.choose_precision``); a DeepSpeed config decides it itself."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    from hermes_train.sft import device_type
+
+    cpu = device_type() == "cpu"
+    if launched_with_deepspeed():
+        handlers = [InitProcessGroupKwargs(backend="gloo")] if cpu or not torch.cuda.is_available() else []
+        return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps, kwargs_handlers=handlers)
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision="no" if precision == "fp32" else precision,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+    )
