@@ -257,3 +257,31 @@ def test_early_stop_on_approximate_kl(tmp_path, tiny_cache, tiny_model_dir):
     result = train_ppo(recipe_for(tmp_path, "ppo.total_iterations=1", "ppo.epochs=4", "ppo.early_stop_kl=1e-12", "ppo.learning_rate=0.05"))
     line = result.history[0]
     assert line["ppo/early_stopped"] == 1.0 and line["ppo/optimizer_steps"] < 8
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ppo_under_deepspeed_zero2_and_zero3_on_two_processes(tmp_path, tiny_cache, tiny_model_dir):
+    """Each rank rolls out its own episodes; ZeRO-2 and ZeRO-3 train to the same adapter (CPU, gloo)."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = ["model.name_or_path=tiny:xs", "ppo.total_iterations=2", "ppo.episodes_per_iteration=4", "ppo.minibatch_size=2",
+                 "ppo.max_new_tokens_per_turn=16", "ppo.max_turns=2", "environments.names=[filesystem,apis]"]
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    weights = {}
+    for stage in (2, 3):
+        run = tmp_path / f"zero{stage}"
+        out = subprocess.run(
+            [accelerate, "launch", "--config_file", f"configs/accelerate/cpu_2proc_zero{stage}.yaml", "-m", "hermes_train", "ppo",
+             TINY, f"output_dir={run}", *overrides],
+            cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HERMES_TRAIN_CACHE": tiny_cache},
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"2 processes (cpu, fp32, ZeRO-{stage})" in " ".join(out.stderr.split())
+        assert [line["episodes"] for line in read_metrics(run)] == [4, 8]  # 2 per rank, counted over both
+        weights[stage] = adapter_weights(run / "ppo" / "adapter")
+    assert any(t.abs().sum() > 0 for name, t in weights[3].items() if "lora_B" in name)  # trained, gathered whole
+    for key, tensor in weights[2].items():
+        torch.testing.assert_close(weights[3][key], tensor, atol=1e-6, rtol=1e-5)
