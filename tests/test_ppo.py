@@ -221,7 +221,7 @@ def test_separate_critic_per_turn_rewards_and_normalisation_run(tmp_path, tiny_c
     result = train_ppo(recipe_for(
         tmp_path, "ppo.total_iterations=2", "ppo.critic=separate", "ppo.reward_placement=per_turn",
         "ppo.normalize_rewards=per_dimension", "ppo.kl_estimator=k3", "ppo.target_kl=0.01", "ppo.entropy_coef=0.01",
-        "ppo.gradient_accumulation_steps=2", "ppo.lr_scheduler=linear",
+        "ppo.gradient_accumulation_steps=2", "ppo.lr_scheduler=linear", "tracking.wandb=true", "tracking.mode=offline",
     ))
     assert result.iterations == 2
     last = result.history[-1]
@@ -229,6 +229,12 @@ def test_separate_critic_per_turn_rewards_and_normalisation_run(tmp_path, tiny_c
     assert last["ppo/kl_coef"] != 0.05  # the adaptive controller moved it
     critic = tmp_path / "run" / "ppo" / "adapter" / "critic"
     assert (critic / "adapter_model.safetensors").is_file() and (critic / "value_head.pt").is_file()
+    # W&B offline: the run's files (metrics, the episodes table, the adapter artifact) are on disk.
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert b"reward/total" in next(runs[0].glob("*.wandb")).read_bytes()
+    tables = list((runs[0] / "files" / "media" / "table" / "episodes").glob("samples_*.table.json"))
+    assert len(tables) == 2 and "completion" in json.loads(tables[0].read_text())["columns"]
 
 
 def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path, tiny_cache, tiny_model_dir, monkeypatch):
