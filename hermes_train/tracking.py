@@ -214,3 +214,6 @@ def finish_wandb_run(run, adapter: Path | None = None) -> None:
         artifact.add_dir(str(adapter))
         run.log_artifact(artifact)
     run.finish()
+    import wandb
+
+    wandb.teardown()  # waits for wandb's service to write everything out (offline runs are read right after)
