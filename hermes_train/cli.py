@@ -22,8 +22,6 @@ console = Console(stderr=True)
 # Stages that later work fills in, and what tracks each. Kept in one place so the placeholders and the
 # pipeline's stage table agree.
 NOT_BUILT_YET = {
-    "eval": "environment evaluation (issue 6)",
-    "eval-bfcl": "BFCL-format scoring (issue 6)",
     "report": "run reports (issue 6)",
 }
 PIPELINE_STAGES = ["eval", "report"]
@@ -136,6 +134,16 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hermes_train.config import load_recipe
+    from hermes_train.evaluation import parse_adapters, run_eval
+
+    recipe = load_recipe(args.recipe, [*args.overrides, *([f"model.name_or_path={args.model}"] if args.model else [])])
+    adapters = parse_adapters(args.adapter) if args.adapter else None
+    run_eval(recipe, adapters=adapters, include_base=not args.no_base, episodes=args.episodes, split=args.split, out=args.out)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from hermes_train.export import export_run
 
@@ -182,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir/grpo")
     grpo.set_defaults(func=cmd_grpo)
 
+    evaluate = commands.add_parser("eval", help="evaluate the base and the run's adapters on held-out environment tasks")
+    _recipe_arguments(evaluate)
+    evaluate.add_argument("--model", help="base model folder or hub id (default: the recipe's model.name_or_path)")
+    evaluate.add_argument("--adapter", action="append", metavar="NAME=DIR",
+                          help="an adapter to evaluate (repeatable); default: the run's sft, ppo and grpo adapters that exist")
+    evaluate.add_argument("--no-base", action="store_true", help="leave the base model out")
+    evaluate.add_argument("--episodes", type=int, help="episodes per model (default: eval.episodes)")
+    evaluate.add_argument("--split", choices=["train", "test"], help="task split (default: eval.split)")
+    evaluate.add_argument("--out", help="output folder (default: output_dir/eval)")
+    evaluate.set_defaults(func=cmd_eval)
+
     export = commands.add_parser("export", help="merge a run's adapter into its base model and save the result")
     export.add_argument("run_dir", help="a run's output_dir (holds config.yaml and the adapters)")
     export.add_argument("--merge", action="store_true", required=True, help="merge the adapter into the base weights")
@@ -189,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output folder (default: RUN_DIR/merged-STAGE)")
     export.set_defaults(func=cmd_export)
 
-    from hermes_train import data_commands, env_commands
+    from hermes_train import bfcl, data_commands, env_commands
 
+    bfcl.add_parser(commands)
     data_commands.add_parser(commands)
     env_commands.add_parser(commands)
 

@@ -294,6 +294,7 @@ class EvalConfig(BaseModel):
     greedy: bool = True
     max_new_tokens: int = Field(256, gt=0)
     bootstrap_samples: int = Field(1000, gt=0, description="Resamples for confidence intervals.")
+    batch_size: int = Field(32, gt=0, description="Episodes played together.")
 
 
 class TrackingConfig(BaseModel):

@@ -59,7 +59,7 @@ def test_missing_recipe_file(tmp_path):
     assert out.returncode == 2 and "nope.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("stage", ["eval", "eval-bfcl", "report"])
+@pytest.mark.parametrize("stage", ["report"])
 def test_stages_not_built_yet_say_so(stage):
     out = hermes(stage, TINY)
     assert out.returncode == 2
