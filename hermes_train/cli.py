@@ -19,12 +19,6 @@ from hermes_train.errors import HermesTrainError
 
 console = Console(stderr=True)
 
-# Stages that later work fills in, and what tracks each. Kept in one place so the placeholders and the
-# pipeline's stage table agree.
-NOT_BUILT_YET = {
-    "report": "run reports (issue 6)",
-}
-PIPELINE_STAGES = ["eval", "report"]
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,50 +48,22 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    """Run the stages that exist on a recipe, skipping those already complete, and list the ones not built yet."""
+    """Run every stage of a recipe, skipping those already complete."""
     from hermes_train.config import load_recipe, save_resolved_recipe
-    from hermes_train.ppo import ppo_progress, run_ppo
-    from hermes_train.sft import run_sft, sft_dir
+    from hermes_train.pipeline import run_pipeline
 
+    start = time.perf_counter()
     recipe = load_recipe(args.recipe, args.overrides)
     console.print(f"resolved recipe written to {save_resolved_recipe(recipe)}")
-    timings: dict[str, str] = {}
-
-    start = time.perf_counter()
-    adapter = sft_dir(recipe) / "adapter"
-    if (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
-        timings["data + sft"] = "[green]done earlier[/green] (skipped; delete output_dir/sft to redo)"
-    else:
-        run_sft(recipe)
-        timings["data + sft"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
-
-    start = time.perf_counter()
-    state = ppo_progress(recipe)
-    if state == "done":
-        timings["ppo"] = "[green]done earlier[/green] (skipped; delete output_dir/ppo to redo)"
-    else:
-        run_ppo(recipe, resume=state == "partial")
-        timings["ppo"] = f"[green]{'resumed and done' if state == 'partial' else 'done'}[/green] in {time.perf_counter() - start:.0f}s"
-
-    if recipe.grpo.enabled:
-        from hermes_train.grpo import grpo_dir, run_grpo
-
-        start = time.perf_counter()
-        if (grpo_dir(recipe) / "adapter" / "adapter_model.safetensors").is_file():
-            timings["grpo"] = "[green]done earlier[/green] (skipped; delete output_dir/grpo to redo)"
-        else:
-            run_grpo(recipe)
-            timings["grpo"] = f"[green]done[/green] in {time.perf_counter() - start:.0f}s"
-    else:
-        timings["grpo"] = "off (grpo.enabled: false)"
-
-    table = Table(title=f"pipeline on {args.recipe}")
+    results = run_pipeline(recipe)
+    labels = {"done": "[green]done[/green]", "resumed": "[green]resumed and done[/green]",
+              "skipped": "[green]done earlier[/green] (skipped; delete its folder to redo)", "off": "off (not enabled in the recipe)"}
+    table = Table(title=f"pipeline on {args.recipe}: {time.perf_counter() - start:.0f}s")
     table.add_column("stage")
     table.add_column("status")
-    for stage, status in timings.items():
-        table.add_row(stage, status)
-    for stage in PIPELINE_STAGES:
-        table.add_row(stage, f"[yellow]not built yet[/yellow]: {NOT_BUILT_YET[stage]}")
+    table.add_column("seconds", justify="right")
+    for result in results:
+        table.add_row(result.stage, labels[result.status], f"{result.seconds:.0f}" if result.seconds else "")
     console.print(table)
     return 0
 
@@ -144,17 +110,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from hermes_train.report import write_run_report
+
+    console.print(f"[green]run report[/green] written to {write_run_report(args.run_dir)}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from hermes_train.export import export_run
 
     out = export_run(args.run_dir, stage=args.stage, out=args.out)
     console.print(f"[green]merged model[/green] written to {out}")
     return 0
-
-
-def cmd_not_built(args: argparse.Namespace) -> int:
-    console.print(f"hermes-train {args.command}: not built yet ({NOT_BUILT_YET[args.command]}).")
-    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="output folder (default: output_dir/eval)")
     evaluate.set_defaults(func=cmd_eval)
 
+    report = commands.add_parser("report", help="(re)write a run's report.md and learning curves from its metrics")
+    report.add_argument("run_dir", help="a run's output_dir")
+    report.set_defaults(func=cmd_report)
+
     export = commands.add_parser("export", help="merge a run's adapter into its base model and save the result")
     export.add_argument("run_dir", help="a run's output_dir (holds config.yaml and the adapters)")
     export.add_argument("--merge", action="store_true", required=True, help="merge the adapter into the base weights")
@@ -214,12 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_parser(commands)
     env_commands.add_parser(commands)
 
-    for name, what in NOT_BUILT_YET.items():
-        if name in commands.choices:
-            continue
-        placeholder = commands.add_parser(name, help=f"{what} [not built yet]")
-        placeholder.add_argument("rest", nargs=argparse.REMAINDER)
-        placeholder.set_defaults(func=cmd_not_built)
     return parser
 
 

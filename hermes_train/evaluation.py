@@ -336,6 +336,10 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     _log_wandb(recipe, summary, models, plots)
     _print_summary(summary, models)
     console.print(f"summary, report and plots in {escape(str(out))} ({time.perf_counter() - start:.0f}s)", highlight=False)
+    if out.resolve() == (Path(recipe.output_dir) / "eval").resolve():
+        from hermes_train.report import report_after_stage
+
+        report_after_stage(recipe.output_dir)
     return summary
 
 

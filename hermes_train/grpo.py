@@ -497,6 +497,9 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
         # saves in a subfolder; the result is the trained adapter alone.
         shutil.rmtree(adapter_dir / "ref", ignore_errors=True)
         console.print(_summary(trainer, adapter_dir, time.perf_counter() - start))
+        from hermes_train.report import report_after_stage
+
+        report_after_stage(recipe.output_dir)
     if "wandb" in report_to:
         import wandb
 

@@ -694,6 +694,9 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     if main:
         console.print(f"[green]PPO finished[/green] {loop.iteration} iterations in {time.perf_counter() - start_time:.0f}s; "
                       f"adapter {escape(str(adapter))}" + (f", checkpoint {escape(str(final))}" if final else ""), highlight=False)
+        from hermes_train.report import report_after_stage
+
+        report_after_stage(recipe.output_dir)
     finish_wandb_run(wandb_run, adapter if recipe.tracking.log_artifacts else None)
     accelerator.end_training()
     return PpoResult(adapter=adapter, iterations=loop.iteration, history=history)

@@ -412,6 +412,9 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     state.wait_for_everyone()
     if state.is_main_process:
         console.print(_summary(trainer, adapter, time.perf_counter() - start))
+        from hermes_train.report import report_after_stage
+
+        report_after_stage(recipe.output_dir)
     if "wandb" in report_to:
         import wandb
 

@@ -59,13 +59,6 @@ def test_missing_recipe_file(tmp_path):
     assert out.returncode == 2 and "nope.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("stage", ["report"])
-def test_stages_not_built_yet_say_so(stage):
-    out = hermes(stage, TINY)
-    assert out.returncode == 2
-    assert "not built yet" in out.stderr
-
-
 def test_build_tiny_command(tmp_path, tiny_model_dir):
     out = hermes("build-tiny", "--out", str(tmp_path / "tiny"), "--size", "xs")
     assert out.returncode == 0, out.stderr
@@ -76,7 +69,7 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     run = tmp_path / "run"
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "sft.max_steps=2", "data.num_examples=24", "data.max_seq_len=256",
                  "ppo.total_iterations=1", "ppo.episodes_per_iteration=2", "ppo.minibatch_size=2", "ppo.max_new_tokens_per_turn=16",
-                 "ppo.max_turns=2", "environments.names=[apis]"]
+                 "ppo.max_turns=2", "environments.names=[apis]", "eval.episodes=4", "eval.max_new_tokens=8", "eval.bootstrap_samples=50"]
     out = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
     assert out.returncode == 0, out.stderr[-3000:]
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -85,9 +78,13 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     assert (run / "ppo" / "adapter" / "adapter_model.safetensors").exists()
     # PPO starts from the SFT adapter: it lies merged beneath the PPO adapter.
     assert json.loads((run / "ppo" / "adapter" / "hermes_adapter_stack.json").read_text())["merged"] == [str((run / "sft" / "adapter").resolve())]
-    assert "not built yet" in out.stderr
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert {"base", "sft", "ppo"} <= set(summary) and "ppo_vs_sft" in summary["comparisons"]
+    report = (run / "report.md").read_text()
+    assert "## Evaluation" in report and "## SFT" in report and "## PPO" in report
+    assert (run / "ppo_rewards.png").stat().st_size > 0 and (run / "sft_loss.png").stat().st_size > 0
     again = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
-    assert again.returncode == 0 and again.stderr.count("done earlier") == 2
+    assert again.returncode == 0 and again.stderr.count("done earlier") == 3
 
 
 def test_runs_under_accelerate_launch():

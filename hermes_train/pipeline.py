@@ -1,0 +1,69 @@
+"""The whole recipe in one call: data + SFT -> PPO -> GRPO (when enabled) -> evaluation -> report.
+
+Each stage is skipped when its output is already complete, so a stopped pipeline continues where it
+stopped: SFT when its adapter exists, PPO when its final adapter exists (resumed from its last checkpoint
+when only checkpoints do), GRPO likewise, evaluation when ``eval/summary.json`` already holds every model
+the run now has. Delete a stage's folder under ``output_dir`` to redo it (and the ones after it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hermes_train.config import Recipe
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str  # "done", "resumed", "skipped" (complete earlier) or "off"
+    seconds: float = 0.0
+
+
+def _adapter_done(directory: Path) -> bool:
+    return (directory / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def _eval_done(recipe: Recipe) -> bool:
+    from hermes_train.evaluation import run_adapters
+
+    path = Path(recipe.output_dir) / "eval" / "summary.json"
+    if not path.is_file():
+        return False
+    evaluated = set(json.loads(path.read_text(encoding="utf-8")).get("meta", {}).get("adapters", {}))
+    return evaluated == {"base", *(spec.name for spec in run_adapters(recipe))}
+
+
+def run_pipeline(recipe: Recipe) -> list[StageResult]:
+    from hermes_train.evaluation import run_eval
+    from hermes_train.ppo import ppo_progress, run_ppo
+    from hermes_train.report import report_after_stage
+    from hermes_train.sft import run_sft, sft_dir
+
+    results: list[StageResult] = []
+
+    def stage(name: str, done: bool, run, resumable: bool = False) -> None:
+        if done:
+            results.append(StageResult(name, "skipped"))
+            return
+        start = time.perf_counter()
+        run()
+        results.append(StageResult(name, "resumed" if resumable else "done", time.perf_counter() - start))
+
+    stage("data + sft", _adapter_done(sft_dir(recipe)), lambda: run_sft(recipe))
+    progress = ppo_progress(recipe)
+    stage("ppo", progress == "done", lambda: run_ppo(recipe, resume=progress == "partial"), resumable=progress == "partial")
+    if recipe.grpo.enabled:
+        from hermes_train.grpo import grpo_dir, run_grpo
+
+        stage("grpo", _adapter_done(grpo_dir(recipe)), lambda: run_grpo(recipe))
+    else:
+        results.append(StageResult("grpo", "off"))
+    stage("eval", _eval_done(recipe), lambda: run_eval(recipe))
+    report_after_stage(recipe.output_dir)
+    return results
