@@ -9,6 +9,7 @@ multi-CPU (gloo) data parallelism.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -33,3 +34,21 @@ def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
         mixed_precision="no" if precision == "fp32" else precision,
         gradient_accumulation_steps=gradient_accumulation_steps,
     )
+
+
+@contextlib.contextmanager
+def whole_weights(accelerator, needed: bool = True):
+    """Load models whole inside this block even under ZeRO-3 (transformers would otherwise partition them as they
+    load, whatever accelerate's ``zero3_init_flag`` says); ``prepare`` partitions them afterwards. For merging
+    adapters into weights, which needs every element."""
+    plugin = accelerator.state.deepspeed_plugin
+    if not needed or plugin is None or getattr(plugin, "dschf", None) is None:
+        yield
+        return
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        set_hf_deepspeed_config(plugin.dschf)

@@ -488,10 +488,11 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     from trl.trainer.utils import entropy_from_logits
 
     from hermes_train.config import save_resolved_recipe
-    from hermes_train.distributed import make_accelerator
+    from hermes_train.distributed import make_accelerator, whole_weights
     from hermes_train.models import load_tokenizer
     from hermes_train.ppo_model import build_actor_critic, sft_adapter_path
     from hermes_train.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.run_info import write_run_info
     from hermes_train.sft import choose_precision, device_type
     from hermes_train.tracking import configure_wandb, finish_wandb_run, start_wandb_run
 
@@ -518,7 +519,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     # Models: the SFT adapter (if any) merged into the base; actor and critic adapters; value head.
     tokenizer = load_tokenizer(recipe.model)
     start_adapter = sft_adapter_path(recipe)
-    model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
+    with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
+        model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
     optimizer = torch.optim.AdamW(
         [{"params": model.actor_parameters(), "lr": ppo.learning_rate},
          {"params": model.critic_parameters(), "lr": ppo.critic_learning_rate}],
@@ -691,6 +693,9 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     final = checkpointer.save(loop) if loop.iteration else None
     adapter = directory / "adapter"
     checkpointer.save_adapters(adapter)
+    # Each rank rolls out its own episodes: its task sampler is its data loader, sharded over all processes.
+    write_run_info(recipe.output_dir, PPO_STAGE, accelerator.state, accelerator.unwrap_model(model), zero_stage=zero_stage(accelerator),
+                   mixed_precision=precision, dataloader_world_size=accelerator.num_processes)
     if main:
         console.print(f"[green]PPO finished[/green] {loop.iteration} iterations in {time.perf_counter() - start_time:.0f}s; "
                       f"adapter {escape(str(adapter))}" + (f", checkpoint {escape(str(final))}" if final else ""), highlight=False)

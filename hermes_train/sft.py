@@ -205,12 +205,17 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
     DeepSpeed, as launched), so it comes before anything that asks which process it runs in."""
     from trl import SFTConfig
 
+    from hermes_train.distributed import launched_with_deepspeed
+
     sft = recipe.sft
     precision, _ = choose_precision(recipe, device_type())
     max_steps = sft.max_steps
     return SFTConfig(
         output_dir=str(output_dir if output_dir is not None else sft_dir(recipe)),
-        use_cpu=device_type() == "cpu",  # also lets torchrun/accelerate run several CPU processes (gloo)
+        # On CPU: accelerate's multi-CPU (gloo) data parallelism, or under a DeepSpeed launch, DeepSpeed with the
+        # gloo backend named (see hermes_train/distributed.py: otherwise every rank sees a world of one).
+        use_cpu=device_type() == "cpu" and not launched_with_deepspeed(),
+        ddp_backend="gloo" if device_type() == "cpu" and launched_with_deepspeed() else None,
         # Schedule
         max_steps=max_steps,
         learning_rate=sft.learning_rate,
@@ -359,6 +364,7 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     from transformers.trainer_utils import get_last_checkpoint
 
     from hermes_train.config import save_resolved_recipe
+    from hermes_train.run_info import dataloader_world_size, write_run_info
     from hermes_train.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_wandb, run_name
 
     start = time.perf_counter()
@@ -409,6 +415,9 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
         trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
 
     trainer.save_model(str(adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    write_run_info(recipe.output_dir, SFT_STAGE, state, trainer.model, zero_stage=int(plugin.zero_stage) if plugin else 0,
+                   mixed_precision=trainer.hermes_precision, dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
     state.wait_for_everyone()
     if state.is_main_process:
         console.print(_summary(trainer, adapter, time.perf_counter() - start))
