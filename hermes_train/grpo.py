@@ -317,13 +317,15 @@ def grpo_training_args(recipe: Recipe, *, report_to: list[str] | None = None, ru
     DeepSpeed, as launched), so it comes before anything that asks which process it runs in."""
     from trl import GRPOConfig
 
+    from hermes_train.distributed import launched_with_deepspeed
     from hermes_train.sft import choose_precision, device_type
 
     grpo = recipe.grpo
     precision, _ = choose_precision(recipe, device_type())
     return GRPOConfig(
         output_dir=str(output_dir if output_dir is not None else grpo_dir(recipe)),
-        use_cpu=device_type() == "cpu",
+        use_cpu=device_type() == "cpu" and not launched_with_deepspeed(),  # DeepSpeed on CPU: gloo, see distributed.py
+        ddp_backend="gloo" if device_type() == "cpu" and launched_with_deepspeed() else None,
         # Schedule: one group of num_generations completions of one prompt per device and step
         max_steps=grpo.max_steps,
         learning_rate=grpo.learning_rate,
@@ -491,6 +493,11 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
 
     trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.save_model(str(adapter_dir))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+    from hermes_train.run_info import dataloader_world_size, write_run_info
+
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    write_run_info(recipe.output_dir, GRPO_STAGE, state, trainer.model, zero_stage=int(plugin.zero_stage) if plugin else 0,
+                   mixed_precision=trainer.hermes_precision, dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
     state.wait_for_everyone()
     if state.is_main_process:
         # With beta > 0 and a starting adapter, TRL trains against a frozen copy of it (adapter "ref"), which PEFT
