@@ -302,7 +302,10 @@ class TrackingConfig(BaseModel):
 
     model_config = _STRICT
 
-    wandb: bool = False
+    wandb: bool = Field(False, description="Shorthand for report_to: wandb.")
+    report_to: Literal["wandb", "tensorboard", "none"] | None = Field(
+        None, description="Where metrics go besides metrics.jsonl; None = 'wandb' if tracking.wandb else 'none'."
+    )
     project: str = "hermes-train"
     entity: str | None = None
     run_name: str | None = None
@@ -313,6 +316,11 @@ class TrackingConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
     log_every: int = Field(1, gt=0)
     log_artifacts: bool = Field(True, description="Upload each stage's final adapter to W&B as an artifact.")
+
+    @property
+    def backend(self) -> str:
+        """The tracker in use: ``report_to`` when set, else wandb or none from ``wandb``."""
+        return self.report_to or ("wandb" if self.wandb else "none")
 
 
 class Recipe(BaseModel):

@@ -333,7 +333,7 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report_markdown(summary, models, f"Evaluation: {len(tasks)} {split} episodes"), encoding="utf-8")
     plots = write_plots(summary, models, out)
-    _log_wandb(recipe, summary, models, plots)
+    _log_tracker(recipe, summary, models, plots)
     _print_summary(summary, models)
     console.print(f"summary, report and plots in {escape(str(out))} ({time.perf_counter() - start:.0f}s)", highlight=False)
     if out.resolve() == (Path(recipe.output_dir) / "eval").resolve():
@@ -371,22 +371,16 @@ def _print_summary(summary: dict[str, Any], models: list[str]) -> None:
                       f"success {c['success_rate']['delta']:+.1%}", highlight=False)
 
 
-def _log_wandb(recipe: Recipe, summary: dict[str, Any], models: list[str], plots: list[Path]) -> None:
-    from hermes_train.tracking import configure_wandb, finish_wandb_run, start_wandb_run
+def _log_tracker(recipe: Recipe, summary: dict[str, Any], models: list[str], plots: list[Path]) -> None:
+    from hermes_train.tracking import Tracker, configure_tracking
 
-    run = start_wandb_run(recipe, "eval", configure_wandb(recipe, "eval"))
-    if run is None:
+    report_to = configure_tracking(recipe, "eval")
+    if not report_to:
         return
-    import wandb
-
-    payload: dict[str, Any] = {}
-    for m in models:
-        for metric in ("success_rate", "total_reward", "valid_call_rate", *DIMENSIONS):
-            payload[f"eval/{m}/{metric}"] = summary[m][metric]
-    columns = ["model", "environment", "success_rate", "total_reward", "valid_call_rate"]
-    data = [[m, env, e["success_rate"], e["total_reward"], e["valid_call_rate"]] for m in models for env, e in summary[m]["by_environment"].items()]
-    payload["eval/by_environment"] = wandb.Table(columns=columns, data=data)
-    for path in plots:
-        payload[f"eval/{path.stem}"] = wandb.Image(str(path))
-    run.log(payload)
-    finish_wandb_run(run)
+    tracker = Tracker(recipe, "eval", report_to)
+    scalars = {f"eval/{m}/{metric}": summary[m][metric] for m in models
+               for metric in ("success_rate", "total_reward", "valid_call_rate", *DIMENSIONS)}
+    rows = [{"model": m, "environment": env, "success_rate": e["success_rate"], "total_reward": e["total_reward"],
+             "valid_call_rate": e["valid_call_rate"]} for m in models for env, e in summary[m]["by_environment"].items()]
+    tracker.log(scalars, table=("eval/by_environment", rows), images={f"eval/{p.stem}": p for p in plots})
+    tracker.finish()

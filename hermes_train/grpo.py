@@ -442,7 +442,7 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
     from hermes_train.tracking import (
         MetricsJsonlCallback,
         RecipeConfigCallback,
-        configure_wandb,
+        configure_tracking,
         finish_wandb_run,
         run_name,
     )
@@ -462,7 +462,7 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
         if last_checkpoint is None:
             raise HermesTrainError(f"--resume: no checkpoint to resume from in {directory} (run without --resume to start)")
 
-    report_to = configure_wandb(recipe, GRPO_STAGE)
+    report_to = configure_tracking(recipe, GRPO_STAGE)
     args = grpo_training_args(recipe, report_to=report_to, run_name=run_name(recipe, GRPO_STAGE))
     state = args.distributed_state
     if state.is_main_process:

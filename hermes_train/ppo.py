@@ -494,14 +494,14 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     from hermes_train.rollout import RolloutEngine, RolloutSettings
     from hermes_train.run_info import write_run_info
     from hermes_train.sft import choose_precision, device_type
-    from hermes_train.tracking import configure_wandb, finish_wandb_run, start_wandb_run
+    from hermes_train.tracking import Tracker, configure_tracking
 
     start_time = time.perf_counter()
     _check_recipe(recipe)
     ppo = recipe.ppo
     directory = ppo_dir(recipe)
     precision, weight_dtype = choose_precision(recipe, device_type())
-    report_to = configure_wandb(recipe, PPO_STAGE)
+    report_to = configure_tracking(recipe, PPO_STAGE)
     accelerator = make_accelerator(precision, ppo.gradient_accumulation_steps)
     sizes = Sizes.for_world(recipe, accelerator.num_processes)
     _fill_deepspeed_config(accelerator, sizes, recipe)
@@ -539,7 +539,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
             console.print(f"resuming from {escape(str(latest))} (iteration {loop.iteration})")
             _trim_jsonl(metrics_path, loop.iteration)
             _trim_jsonl(episodes_path, loop.iteration)
-    wandb_run = start_wandb_run(recipe, PPO_STAGE, report_to) if main else None
+    tracker = Tracker(recipe, PPO_STAGE, report_to) if main else None
 
     settings = RolloutSettings.from_recipe(recipe)
     env_options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
@@ -683,8 +683,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
             samples = sample_rows(trajectories, tokenizer, iteration, n=4)
             _append_jsonl(episodes_path, samples)
             _print_iteration(metrics, ppo.total_iterations)
-            if wandb_run is not None and iteration % recipe.tracking.log_every == 0:
-                _log_wandb(wandb_run, metrics, samples)
+            if tracker is not None and iteration % recipe.tracking.log_every == 0:
+                tracker.log({k: v for k, v in metrics.items() if k != "iteration"}, step=iteration, table=("episodes/samples", samples))
         if metrics["ppo/skipped_updates"]:
             accelerator.print(f"warning: iteration {iteration} skipped {int(metrics['ppo/skipped_updates'])} update(s) on a non-finite loss or gradient")
         if ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations:
@@ -702,7 +702,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
         from hermes_train.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
-    finish_wandb_run(wandb_run, adapter if recipe.tracking.log_artifacts else None)
+    if tracker is not None:
+        tracker.finish(adapter if recipe.tracking.log_artifacts else None)
     accelerator.end_training()
     return PpoResult(adapter=adapter, iterations=loop.iteration, history=history)
 
@@ -718,12 +719,3 @@ def _print_iteration(metrics: dict[str, Any], total: int) -> None:
         highlight=False,
     )
 
-
-def _log_wandb(run, metrics: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    import wandb
-
-    payload = {k: v for k, v in metrics.items() if k != "iteration"}
-    if samples:
-        columns = list(samples[0])
-        payload["episodes/samples"] = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in samples])
-    run.log(payload, step=metrics["iteration"])

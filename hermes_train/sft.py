@@ -365,7 +365,7 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
 
     from hermes_train.config import save_resolved_recipe
     from hermes_train.run_info import dataloader_world_size, write_run_info
-    from hermes_train.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_wandb, run_name
+    from hermes_train.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_tracking, run_name
 
     start = time.perf_counter()
     _check_recipe(recipe, replacing=not resume)
@@ -380,7 +380,7 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
                 f"--resume: no checkpoint to resume from in {directory} (run without --resume to start, "
                 "and set sft.save_steps to checkpoint during training)"
             )
-    report_to = configure_wandb(recipe, SFT_STAGE)
+    report_to = configure_tracking(recipe, SFT_STAGE)
     args = sft_training_args(recipe, report_to=report_to, run_name=run_name(recipe, SFT_STAGE))
     state = args.distributed_state
     if state.is_main_process:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MetricsJsonlCallback",
     "RecipeConfigCallback",
+    "Tracker",
+    "configure_tracking",
     "configure_wandb",
     "run_name",
     "wandb_credentials_available",
@@ -81,11 +83,11 @@ def wandb_credentials_available() -> bool:
 def configure_wandb(recipe: Recipe, stage: str) -> list[str]:
     """Set up W&B for one stage through ``WANDB_*`` variables; returns the trainer's ``report_to`` list.
 
-    ``[]`` when ``tracking.wandb`` is false (nothing is imported or set). Otherwise every process sets the same
+    ``[]`` when the tracker is not W&B (nothing is imported or set). Otherwise every process sets the same
     variables; only the main process's ``WandbCallback`` starts a run.
     """
     tracking = recipe.tracking
-    if not tracking.wandb:
+    if tracking.backend != "wandb":
         return []
 
     mode = tracking.mode
@@ -193,14 +195,71 @@ class MetricsJsonlCallback(TrainerCallback):
             f.write(json.dumps(record) + "\n")
 
 
-def start_wandb_run(recipe: Recipe, stage: str, report_to: list[str]):
-    """Start the W&B run of a stage with its own loop (PPO), after ``configure_wandb``; ``None`` when W&B is
-    off. The run's name, project, mode and directory come from the ``WANDB_*`` variables set there."""
-    if "wandb" not in report_to:
-        return None
-    import wandb
 
-    return wandb.init(config={"recipe": recipe.model_dump(mode="json"), "stage": stage}, reinit="finish_previous")
+def configure_tracking(recipe: Recipe, stage: str) -> list[str]:
+    """The trainer's ``report_to`` for ``tracking.backend``: W&B (see ``configure_wandb``), TensorBoard (event files
+    in ``output_dir/tensorboard/<stage>``) or nothing. ``metrics.jsonl`` is written whatever the choice."""
+    backend = recipe.tracking.backend
+    if backend == "wandb":
+        return configure_wandb(recipe, stage)
+    if backend == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            from hermes_train.errors import HermesTrainError
+
+            raise HermesTrainError("tracking.report_to = 'tensorboard' needs the tensorboard package: pip install 'hermes-train[tensorboard]'") from None
+        directory = Path(recipe.output_dir).resolve() / "tensorboard" / stage
+        directory.mkdir(parents=True, exist_ok=True)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(directory)  # read by transformers' TensorBoardCallback
+        _say(f"[green]TensorBoard[/green] event files in {escape(str(directory))}")
+        return ["tensorboard"]
+    return []
+
+
+class Tracker:
+    """Metrics of a stage with its own loop (PPO, evaluation) to W&B or TensorBoard; main process only."""
+
+    def __init__(self, recipe: Recipe, stage: str, report_to: list[str]):
+        self.wandb_run = None
+        self.writer = None
+        if "wandb" in report_to:
+            import wandb
+
+            self.wandb_run = wandb.init(config={"recipe": recipe.model_dump(mode="json"), "stage": stage}, reinit="finish_previous")
+        elif "tensorboard" in report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=os.environ["TENSORBOARD_LOGGING_DIR"])
+
+    def log(self, metrics: dict[str, Any], step: int | None = None, table: tuple[str, list[dict[str, Any]]] | None = None,
+            images: dict[str, Path] | None = None) -> None:
+        """Scalars, an optional table (name, rows) and images."""
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.wandb_run is not None:
+            import wandb
+
+            payload: dict[str, Any] = dict(scalars)
+            if table and table[1]:
+                columns = list(table[1][0])
+                payload[table[0]] = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in table[1]])
+            for name, path in (images or {}).items():
+                payload[name] = wandb.Image(str(path))
+            self.wandb_run.log(payload, step=step)
+        if self.writer is not None:
+            for key, value in scalars.items():
+                if math.isfinite(value):
+                    self.writer.add_scalar(key, value, global_step=step)
+            if table and table[1]:
+                text = "\n".join(json.dumps(row) for row in table[1])
+                self.writer.add_text(table[0], f"```\n{text}\n```", global_step=step)
+            self.writer.flush()
+
+    def finish(self, adapter: Path | None = None) -> None:
+        """Upload ``adapter`` as a W&B model artifact (when given) and close the run."""
+        if self.writer is not None:
+            self.writer.close()
+        finish_wandb_run(self.wandb_run, adapter)
 
 
 def finish_wandb_run(run, adapter: Path | None = None) -> None:

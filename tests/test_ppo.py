@@ -250,8 +250,9 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path, tiny_cache,
         return (loss * float("nan"), stats) if calls["n"] == 1 else (loss, stats)
 
     monkeypatch.setattr(ppo_core, "value_loss", poisoned)
-    result = train_ppo(recipe_for(tmp_path, "ppo.total_iterations=1"))
+    result = train_ppo(recipe_for(tmp_path, "ppo.total_iterations=1", "tracking.report_to=tensorboard"))
     assert result.history[0]["ppo/skipped_updates"] == 1
+    assert list((tmp_path / "run" / "tensorboard" / "ppo").glob("events.out.tfevents.*"))  # the TensorBoard tracker
     assert result.history[0]["ppo/optimizer_steps"] == 3
     weights = adapter_weights(tmp_path / "run" / "ppo" / "adapter")
     assert all(torch.isfinite(w).all() for w in weights.values())
