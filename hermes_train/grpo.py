@@ -62,6 +62,7 @@ from rich.table import Table
 from environments.record import CallRecord, EpisodeRecord, TurnRecord
 from environments.registry import get_environment
 from hermes_train.errors import HermesTrainError
+from hermes_train.models import starting_adapter
 from hermes_train.rewards import DIMENSIONS, RewardResult, atropos_reward
 
 if TYPE_CHECKING:
@@ -354,21 +355,6 @@ def grpo_training_args(recipe: Recipe, *, report_to: list[str] | None = None, ru
         run_name=run_name,
         disable_tqdm=False,
     )
-
-
-def starting_adapter(recipe: Recipe) -> Path | None:
-    """The adapter GRPO starts from: the SFT stage's, else ``lora.adapter_path``, else None (a fresh LoRA)."""
-    from hermes_train.sft import sft_dir
-
-    sft_adapter = sft_dir(recipe) / "adapter"
-    if (sft_adapter / "adapter_config.json").is_file():
-        return sft_adapter
-    if recipe.lora.adapter_path:
-        path = Path(recipe.lora.adapter_path)
-        if not (path / "adapter_config.json").is_file():
-            raise HermesTrainError(f"lora.adapter_path: no PEFT adapter (adapter_config.json) in {path}")
-        return path
-    return None
 
 
 def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = None):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hermes_train import formatting
 from hermes_train.tiny_model import resolve_model_path
 
 if TYPE_CHECKING:
-    from hermes_train.config import ModelConfig
+    from hermes_train.config import ModelConfig, Recipe
 
 
 def load_tokenizer(cfg: ModelConfig):
@@ -36,3 +37,19 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     if cfg.attn_implementation:
         options["attn_implementation"] = cfg.attn_implementation
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.name_or_path), **options)
+
+
+def starting_adapter(recipe: Recipe) -> Path | None:
+    """The adapter the RL stages (PPO, GRPO) start from: the run's SFT adapter, else ``lora.adapter_path``, else
+    None (the base)."""
+    from hermes_train.errors import HermesTrainError
+
+    candidate = Path(recipe.output_dir) / "sft" / "adapter"
+    if (candidate / "adapter_config.json").is_file():
+        return candidate
+    if recipe.lora.adapter_path:
+        path = Path(recipe.lora.adapter_path)
+        if not (path / "adapter_config.json").is_file():
+            raise HermesTrainError(f"lora.adapter_path: no PEFT adapter (adapter_config.json) in {path}")
+        return path
+    return None

@@ -489,8 +489,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
 
     from hermes_train.config import save_resolved_recipe
     from hermes_train.distributed import make_accelerator, whole_weights
-    from hermes_train.models import load_tokenizer
-    from hermes_train.ppo_model import build_actor_critic, sft_adapter_path
+    from hermes_train.models import load_tokenizer, starting_adapter
+    from hermes_train.ppo_model import build_actor_critic
     from hermes_train.rollout import RolloutEngine, RolloutSettings
     from hermes_train.run_info import write_run_info
     from hermes_train.sft import choose_precision, device_type
@@ -518,7 +518,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
 
     # Models: the SFT adapter (if any) merged into the base; actor and critic adapters; value head.
     tokenizer = load_tokenizer(recipe.model)
-    start_adapter = sft_adapter_path(recipe)
+    start_adapter = starting_adapter(recipe)
     with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
         model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
     optimizer = torch.optim.AdamW(

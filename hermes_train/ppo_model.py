@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from hermes_train.errors import HermesTrainError
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -36,19 +35,6 @@ POLICY_ADAPTER = "default"
 CRITIC_ADAPTER = "critic"
 STACK_FILE = "hermes_adapter_stack.json"  # in a saved PPO adapter: the adapters merged into the base beneath it
 VALUE_HEAD_FILE = "value_head.pt"
-
-
-def sft_adapter_path(recipe: Recipe) -> Path | None:
-    """The adapter PPO starts from: the run's SFT adapter, else ``lora.adapter_path``, else none (the base)."""
-    candidate = Path(recipe.output_dir) / "sft" / "adapter"
-    if (candidate / "adapter_config.json").is_file():
-        return candidate
-    if recipe.lora.adapter_path:
-        path = Path(recipe.lora.adapter_path)
-        if not (path / "adapter_config.json").is_file():
-            raise HermesTrainError(f"lora.adapter_path: no PEFT adapter (adapter_config.json) in {path}")
-        return path
-    return None
 
 
 def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
@@ -102,6 +88,10 @@ class ActorCritic(nn.Module):
         return bool(getattr(base, "is_activation_checkpointing", getattr(base, "is_gradient_checkpointing", False)))
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
+        if self.critic is None:
+            # The recomputation in backward would run under whichever adapter is active then: the critic's
+            # activations would be recomputed with the actor's adapter, and its gradients silently wrong.
+            raise NotImplementedError("gradient checkpointing with ppo.critic: shared_base is not supported (use ppo.critic: separate)")
         for model in filter(None, (self.policy, self.critic)):
             model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
