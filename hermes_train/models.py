@@ -13,16 +13,19 @@ if TYPE_CHECKING:
 
 
 def load_tokenizer(cfg: ModelConfig):
-    """The recipe's tokenizer, with the Hermes chat template where the checkpoint has none.
+    """The recipe's tokenizer, with the Hermes chat template.
 
-    A base model without a template (most pre-trained checkpoints) gets the project's Hermes template, so
-    rendering is the same for every model; one with its own template keeps it.
+    A checkpoint keeps its own template only when it marks assistant turns with ``{% generation %}`` (as the
+    project's does); any other gets the project's Hermes template, so rendering and assistant masks are the
+    same for every model.
     """
     from transformers import AutoTokenizer
 
     path = resolve_model_path(cfg.tokenizer_name_or_path or cfg.name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    if not tokenizer.chat_template:
+    if not tokenizer.chat_template or "{% generation %}" not in tokenizer.chat_template:
+        # The Hermes format is the contract, and assistant-only loss needs the template's generation marks:
+        # a checkpoint's own template (most lack them) is replaced.
         tokenizer.chat_template = formatting.CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
