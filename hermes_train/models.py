@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hermes_train import formatting
 from hermes_train.tiny_model import resolve_model_path
+
+GENERATION_MARK = re.compile(r"{%-?\s*generation\s*-?%}")
 
 if TYPE_CHECKING:
     from hermes_train.config import ModelConfig, Recipe
@@ -23,7 +26,7 @@ def load_tokenizer(cfg: ModelConfig):
 
     path = resolve_model_path(cfg.tokenizer_name_or_path or cfg.name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    if not tokenizer.chat_template or "{% generation %}" not in tokenizer.chat_template:
+    if not tokenizer.chat_template or not GENERATION_MARK.search(tokenizer.chat_template):
         # The Hermes format is the contract, and assistant-only loss needs the template's generation marks:
         # a checkpoint's own template (most lack them) is replaced.
         tokenizer.chat_template = formatting.CHAT_TEMPLATE

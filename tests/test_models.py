@@ -13,7 +13,7 @@ def test_a_foreign_template_is_replaced_and_a_marked_one_kept(tmp_path, tiny_tok
     tiny_tokenizer.save_pretrained(tmp_path / "foreign")
     assert load_tokenizer(ModelConfig(name_or_path=str(tmp_path / "foreign"))).chat_template == formatting.CHAT_TEMPLATE
 
-    marked = formatting.CHAT_TEMPLATE.replace("<|im_start|>", "<|im_start|>", 1) + "{# own #}"
+    marked = formatting.CHAT_TEMPLATE + "{{- '' -}}"
     tiny_tokenizer.chat_template = marked
     tiny_tokenizer.save_pretrained(tmp_path / "marked")
     assert load_tokenizer(ModelConfig(name_or_path=str(tmp_path / "marked"))).chat_template == marked
