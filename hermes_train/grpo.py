@@ -496,5 +496,5 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
     if "wandb" in report_to:
         import wandb
 
-        finish_wandb_run(wandb.run, adapter_dir)  # the adapter as a model artifact, as PPO does (main process only)
+        finish_wandb_run(wandb.run, adapter_dir if recipe.tracking.log_artifacts else None)  # main process only
     return adapter_dir

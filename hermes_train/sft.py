@@ -427,6 +427,8 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     if "wandb" in report_to:
         import wandb
 
-        if wandb.run is not None:
-            wandb.finish()
+        from hermes_train.tracking import finish_wandb_run
+
+        # The adapter as a model artifact (main process only: elsewhere there is no run).
+        finish_wandb_run(wandb.run, adapter if recipe.tracking.log_artifacts else None)
     return SftResult(adapter=adapter, trainer=trainer)

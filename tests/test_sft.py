@@ -374,6 +374,7 @@ def test_cli_sft_with_wandb_online_but_no_credentials_goes_offline(tmp_path, tin
     assert len(records) == 1
     # The whole resolved recipe is in the run config (stored as JSON inside the run's record file).
     assert b'"name_or_path":"tiny:xs"' in records[0].read_bytes()
+    assert b"adapter_model.safetensors" in records[0].read_bytes()  # the adapter, logged as a model artifact
 
 
 def launch(tmp_path: Path, tiny_cache: str, launcher: list[str], *overrides: str) -> subprocess.CompletedProcess:
