@@ -30,15 +30,13 @@ def export_run(run_dir: str | Path, stage: str = "sft", out: str | Path | None =
         hint = f"; adapters found for stage(s): {', '.join(stages)}" if stages else "; has that stage finished?"
         raise HermesTrainError(f"{adapter_dir}: no adapter for stage '{stage}'{hint}")
 
-    from peft import PeftModel
-
     from hermes_train.config import load_recipe
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.models import load_tokenizer
+    from hermes_train.ppo_model import load_policy
 
     recipe = load_recipe(config_path)
-    base = load_causal_lm(recipe.model)
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
-    merged = model.merge_and_unload()
+    # A PPO adapter sits on the SFT adapter merged into the base (recorded with it): load_policy rebuilds that.
+    merged = load_policy(recipe, adapter_dir).merge_and_unload()
 
     # The tokenizer saved with the adapter is the one training used; fall back to the recipe's.
     tokenizer = None

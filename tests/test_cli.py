@@ -85,6 +85,20 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     assert (run / "ppo_rewards.png").stat().st_size > 0 and (run / "sft_loss.png").stat().st_size > 0
     again = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
     assert again.returncode == 0 and again.stderr.count("done earlier") == 3
+    # The PPO adapter exports merged with the SFT adapter beneath it: same logits as the stacked policy.
+    exported = hermes("export", str(run), "--merge", "--stage", "ppo", env={"HERMES_TRAIN_CACHE": tiny_cache})
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hermes_train.config import load_recipe
+    from hermes_train.ppo_model import load_policy
+
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(run / "merged-ppo")(input_ids=ids).logits
+        stacked = load_policy(load_recipe(run / "config.yaml"), run / "ppo" / "adapter")(input_ids=ids).logits
+    torch.testing.assert_close(merged, stacked, atol=1e-4, rtol=1e-4)
 
 
 def test_runs_under_accelerate_launch():
