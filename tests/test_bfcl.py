@@ -16,7 +16,8 @@ from hermes_train import bfcl, formatting
 from hermes_train.bfcl import BfclEntry
 from hermes_train.errors import HermesTrainError
 
-DATA = Path(os.environ.get("HERMES_BFCL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"))
+# A copy of ../shared/data/bfcl (BFCL v4 samples, Apache-2.0) so the suite runs the same from any clone.
+DATA = Path(os.environ.get("HERMES_BFCL_DATA", Path(__file__).resolve().parent / "fixtures" / "bfcl"))
 FILES = ["BFCL_v4_simple_python.json", "BFCL_v4_multiple.json"]
 
 needs_data = pytest.mark.skipif(not (DATA / FILES[0]).is_file(), reason=f"BFCL sample not found under {DATA}")
