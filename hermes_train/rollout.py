@@ -1,24 +1,42 @@
 """Batched multi-turn rollouts in the tool environments, token in and token out.
 
-B episodes advance together: each turn, every unfinished episode's sequence is left-padded into one
-batch and the policy samples until ``<|im_end|>`` (or the per-turn token limit); each new turn is parsed
-with the project's parser, stepped in its environment, and the tool turn plus the next assistant header
-are appended **as token ids**. The ids the policy sampled are never decoded and re-encoded: the
-sequence a trajectory is trained on is exactly the sequence the policy saw and wrote. Finished episodes
-leave the batch.
+B episodes advance together: each turn, every unfinished episode is in one batch and the policy samples
+until ``<|im_end|>`` (or the per-turn token limit); each new turn is parsed with the project's parser,
+stepped in its environment, and the tool turn plus the next assistant header are appended **as token
+ids**. The ids the policy sampled are never decoded and re-encoded: the sequence a trajectory is trained
+on is exactly the sequence the policy saw and wrote. Finished episodes leave the batch.
 
 A ``Trajectory`` keeps, per token: whether the policy wrote it (the loss mask: prompt, template and
 tool-response tokens are 0) and its log-probability under the sampling policy (``log_softmax(logits /
 temperature)``, the same quantity the PPO update recomputes, so importance ratios start at exactly 1).
+
+How the model is driven (a sampling loop of its own over the model's forward, not ``generate``):
+
+* **Each episode keeps its keys and values across turns**: a turn feeds only the tokens the model has not
+  seen yet (the tool turn and the next assistant header), never the whole conversation again.
+* **Prompts that open with the same system turn share its keys and values**: an environment's tool schemas
+  make it hundreds of tokens, the same for all its episodes; it is computed once per batch. On CPU the
+  policy also *attends* to it once per group of rows during decoding (the rollout attention below, checked
+  against the model's own attention by a probe, else not used): reading the prefix once per episode was
+  most of a decoding step.
+* Rows are left-padded into one buffer per layer, allocated once per turn and written in place (no
+  concatenation per step); each row's position ids count its own tokens only; rows whose turn ended leave
+  the decoding batch as it thins out; a row with far more to feed than the others is fed alone first.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.generation.logits_process import LogitsProcessorList, TopPLogitsWarper
 
 from environments.base import Episode
 from environments.record import EpisodeRecord, Task
@@ -68,16 +86,303 @@ class Trajectory:
         return sum(self.policy_mask)
 
 
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values of a stretch of tokens, each (kv_heads, tokens, head_dim)
+
+# What one extra forward pass costs, in tokens of compute, when deciding whether a long pending stretch
+# (a fresh prompt, a long tool response) is run on its own rather than padding everybody's chunk to it.
+FORWARD_OVERHEAD_TOKENS = 64
+ROLLOUT_ATTENTION = "hermes_rollout"
+
+
+# -- caches ---------------------------------------------------------------------------------------------
+
+
+class _BufferLayer(DynamicLayer):
+    """One layer's keys and values for a batch, in a buffer allocated once per turn (its capacity: the turn's
+    whole length) and written in place: ``DynamicLayer`` concatenates, copying the whole cache at every step."""
+
+    def __init__(self, capacity: int, keys: torch.Tensor | None = None, values: torch.Tensor | None = None, length: int = 0):
+        super().__init__()
+        self.capacity, self.length = capacity, length
+        if keys is not None:
+            self.keys, self.values, self.device, self.is_initialized = keys, values, keys.device, True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, _, dim = key_states.shape
+        self.keys = key_states.new_zeros((batch, heads, self.capacity, dim))
+        self.values = value_states.new_zeros((batch, value_states.shape[1], self.capacity, value_states.shape[-1]))
+        self.device, self.is_initialized = key_states.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, end = self.length, self.length + key_states.shape[-2]
+        self.keys[:, :, start:end] = key_states
+        self.values[:, :, start:end] = value_states
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.length + query_length, 0
+
+    def get_max_length(self) -> int:
+        return self.capacity
+
+
+def _batch_cache(capacity: int, layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None, length: int = 0) -> Cache:
+    """A cache over preallocated buffers: given ``layers`` (per layer, keys and values of shape (batch, heads,
+    capacity, head_dim) holding ``length`` columns), or empty, allocated by the first forward pass."""
+    if layers is None:
+        return Cache(layer_class_to_replicate=functools.partial(_BufferLayer, capacity))
+    return Cache(layers=[_BufferLayer(capacity, k, v, length) for k, v in layers])
+
+
+@dataclass(eq=False)
+class _Prefix:
+    """Keys and values of a prompt prefix several episodes share: computed once, stored once."""
+
+    kv: KV
+    length: int
+
+
+# -- the rollout attention --------------------------------------------------------------------------------
+
+_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("hermes_rollout_plan", default=None)
+
+
+class _Plan:
+    """What the rollout attention needs besides the batch's own keys and values (the buffer columns): which
+    columns of each row hold its tokens (the rest is padding), and the shared prefix each row continues."""
+
+    def __init__(self, valid: torch.Tensor, prefixes: list[_Prefix | None]):
+        self.calls = 0  # attention calls: the probe checks every layer came through here
+        self.valid, self.prefixes = valid, prefixes
+        device = valid.device
+        self.tail_bias = torch.zeros(valid.shape, device=device).masked_fill_(~valid, float("-inf"))
+        distinct = list({id(p): p for p in prefixes if p is not None}.values())
+        self.groups = len(distinct)
+        if not distinct:
+            return
+        members = [[r for r, p in enumerate(prefixes) if p is prefix] for prefix in distinct]
+        self.width = max(len(m) for m in members)  # rows of the widest group
+        longest = max(p.length for p in distinct)
+        # Queries of group g sit at g * width + j (j < its size; the rest repeat a member and are ignored).
+        self.gather = torch.tensor([m[j] if j < len(m) else m[0] for m in members for j in range(self.width)], device=device)
+        slot = {r: g * self.width + j for g, m in enumerate(members) for j, r in enumerate(m)}
+        self.scatter = torch.tensor([slot.get(r, 0) for r in range(len(prefixes))], device=device)
+        self.has_prefix = torch.tensor([p is not None for p in prefixes], device=device)[:, None, None, None]
+        group = {id(p): g for g, p in enumerate(distinct)}
+        self.row_group = torch.tensor([group[id(p)] if p is not None else 0 for p in prefixes], device=device)
+        prefix_valid = torch.arange(longest, device=device)[None] < torch.tensor([p.length for p in distinct], device=device)[:, None]
+        self.prefix_bias = torch.zeros(prefix_valid.shape, device=device).masked_fill_(~prefix_valid, float("-inf"))[:, None, None, :]
+        self.row_prefix_valid = prefix_valid[self.row_group] & self.has_prefix[:, 0, 0]
+        self.keys, self.values = [], []
+        for layer in range(len(distinct[0].kv)):
+            k0, v0 = distinct[0].kv[layer]
+            keys = k0.new_zeros((len(distinct), k0.shape[0], longest, k0.shape[-1]))
+            values = v0.new_zeros((len(distinct), v0.shape[0], longest, v0.shape[-1]))
+            for g, prefix in enumerate(distinct):
+                keys[g, :, : prefix.length], values[g, :, : prefix.length] = prefix.kv[layer]
+            self.keys.append(keys)
+            self.values.append(values)
+
+    def select(self, index: list[int]) -> _Plan:
+        return _Plan(self.valid[index], [self.prefixes[i] for i in index])
+
+
+def _decode_attention(plan: _Plan, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+    """One query per row: attention over the row's shared prefix and its own columns, computed apart and
+    merged with their log-sum-exps; the prefix part once per group of rows sharing it, as one matrix product
+    over its keys and values (read once, however many rows continue it: most of a step's memory traffic)."""
+    batch, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    rep = heads // kv_heads
+    q = query.reshape(batch, kv_heads, rep, dim) * scale  # head h reads kv head h // rep, as repeat_kv lays them out
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() + plan.tail_bias[:, None, None, :length]
+    top_own = scores.amax(-1, keepdim=True)  # finite: a decoding row always sees its own last column
+    weights = torch.exp(scores - top_own)
+    sum_own = weights.sum(-1, keepdim=True)
+    out_own = torch.matmul(weights.to(value.dtype), value).float()
+    groups, width = plan.groups, plan.width
+    grouped = q[plan.gather].view(groups, width, kv_heads, rep, dim).transpose(1, 2).reshape(groups, kv_heads, width * rep, dim)
+    keys, values = plan.keys[layer], plan.values[layer]
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float() + plan.prefix_bias
+    top = scores.amax(-1, keepdim=True)
+    weights = torch.exp(scores - top)
+    packed = torch.cat([torch.matmul(weights.to(values.dtype), values).float(), top, weights.sum(-1, keepdim=True)], dim=-1)
+    packed = packed.view(groups, kv_heads, width, rep, dim + 2).transpose(1, 2).reshape(groups * width, kv_heads, rep, dim + 2)[plan.scatter]
+    out_prefix, top_prefix, sum_prefix = packed[..., :dim], packed[..., dim : dim + 1], packed[..., dim + 1 :]
+    has = plan.has_prefix  # rows without a prefix read some other row's slot: weighed 0 (not exp(...) * 0: inf * 0)
+    top = torch.where(has, torch.maximum(top_prefix, top_own), top_own)
+    a = torch.where(has, torch.exp(top_prefix - top), 0.0)
+    b = torch.exp(top_own - top)
+    out = (out_prefix * a + out_own * b) / (sum_prefix * a + sum_own * b)
+    return out.to(query.dtype).reshape(batch, heads, 1, dim)
+
+
+def _chunk_attention(plan: _Plan, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+    """Several queries per row (a turn's first pass): sdpa over the row's shared prefix (copied per row for
+    this one pass) and its own columns, causal in column order."""
+    batch, heads, queries, _ = query.shape
+    length = key.shape[2]
+    columns = torch.arange(length, device=query.device)
+    causal = columns[None] <= torch.arange(length - queries, length, device=query.device)[:, None]
+    mask = plan.valid[:, None, :length] & causal[None]
+    key = torch.cat([plan.keys[layer].index_select(0, plan.row_group), key], dim=2)
+    value = torch.cat([plan.values[layer].index_select(0, plan.row_group), value], dim=2)
+    mask = torch.cat([plan.row_prefix_valid[:, None, :].expand(batch, queries, -1), mask], dim=-1)
+    # A padding query can have nothing to attend to: sdpa gives it zeros (torch >= 2.5), and it is never read.
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None], scale=scale, enable_gqa=heads != key.shape[1])
+
+
+def _rollout_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The attention function the policy runs with during a rollout (registered with transformers'
+    ``AttentionInterface``): ``key``/``value`` are the batch buffer's columns; the plan adds the rest."""
+    plan = _PLAN.get()
+    if plan is None:
+        raise RuntimeError(f"the {ROLLOUT_ATTENTION!r} attention only runs inside RolloutEngine.rollout")
+    if any(kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux")):
+        raise NotImplementedError("the rollout attention does not do sliding windows, soft-capping or sinks")
+    plan.calls += 1
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    attend = _decode_attention if query.shape[2] == 1 else _chunk_attention
+    out = attend(plan, module.layer_idx, query, key, value, scale)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@functools.cache
+def _register_rollout_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ROLLOUT_ATTENTION, _rollout_attention)
+
+
+# -- episodes and batches ---------------------------------------------------------------------------------
+
+
 @dataclass
 class _Live:
     episode: Episode
     trajectory: Trajectory
+    prefix: _Prefix | None = None  # shared keys and values of token_ids[:prefix.length]
+    kv: KV | None = None  # this episode's own keys and values: token_ids[prefix length : cached]
+    cached: int = 0  # tokens whose keys and values exist (prefix included)
+
+    @property
+    def prefix_length(self) -> int:
+        return self.prefix.length if self.prefix is not None else 0
+
+    def forget(self) -> None:
+        self.prefix = self.kv = None
 
 
 def _tool_turn_text(tool_messages: list[dict[str, Any]]) -> str:
     """What follows an assistant turn's ``<|im_end|>``: the tool turn and the next assistant header."""
     blocks = "\n".join(formatting.render_tool_response(m) for m in tool_messages)
     return f"\n{formatting.IM_START}tool\n{blocks}{formatting.IM_END}\n{formatting.GENERATION_PROMPT}"
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def _chunk_width(pending: list[int]) -> int:
+    """The width of a turn's first batched pass (every row's unfed tokens, right-aligned in it): rows with
+    more pending run the excess alone first. Picks the width with the least compute, counting a pass of its
+    own as ``FORWARD_OVERHEAD_TOKENS`` tokens."""
+
+    def cost(width: int) -> int:
+        return len(pending) * width + sum(FORWARD_OVERHEAD_TOKENS + p - width for p in pending if p > width)
+
+    return min(sorted(set(pending)), key=cost)
+
+
+class _Batch:
+    """Rows fed together. Row r of the buffer: left padding, its own cached columns, padding, the tokens it
+    feeds now (right-aligned, so every row's last token is in the last column), then one column per decoding
+    step. ``valid`` marks the columns holding the row's tokens."""
+
+    def __init__(self, engine: RolloutEngine, rows: list[_Live], ends: list[int], extra: int):
+        device = engine._device
+        self.engine, self.rows, self.ends = engine, rows, ends
+        # The rollout attention pays off when rows share a prefix (or to extend one row without copying its
+        # prefix); otherwise rows take their prefix into their own columns and the model's attention runs.
+        sharing = [id(x.prefix) for x in rows if x.prefix is not None]
+        shared = bool(engine._shared_attention) and bool(sharing) and (extra == 0 or len(set(sharing)) < len(sharing))
+        for x in rows if not shared else []:
+            if x.prefix is not None:
+                x.kv = [(torch.cat([pk, k], dim=1), torch.cat([pv, v], dim=1)) for (pk, pv), (k, v) in zip(x.prefix.kv, x.kv)] if x.kv else x.prefix.kv
+                x.prefix = None
+        own = [x.cached - x.prefix_length for x in rows]
+        pending = [end - x.cached for x, end in zip(rows, ends)]
+        self.width, self.chunk = max(own), max(pending)
+        capacity = self.width + self.chunk + extra
+        self.pads = torch.tensor([self.width - o for o in own], device=device)
+        self.gaps = torch.tensor([self.chunk - p for p in pending], device=device)
+        columns = torch.arange(capacity, device=device)[None]
+        self.valid = ((columns >= self.pads[:, None]) & (columns < self.width)) | (columns >= self.width + self.gaps[:, None])
+        self.padded = bool(self.pads.any() or self.gaps.any())
+        layers = None
+        reference = next((x.kv for x in rows if x.kv), None)
+        if reference is not None:
+            layers = []
+            for layer, (k0, v0) in enumerate(reference):
+                keys = k0.new_zeros((len(rows), k0.shape[0], capacity, k0.shape[-1]))
+                values = v0.new_zeros((len(rows), v0.shape[0], capacity, v0.shape[-1]))
+                for row, (x, o) in enumerate(zip(rows, own)):
+                    if o:
+                        keys[row, :, self.width - o : self.width], values[row, :, self.width - o : self.width] = x.kv[layer]
+                layers.append((keys, values))
+        self.cache = _batch_cache(capacity, layers, self.width)
+        self.plan = _Plan(self.valid, [x.prefix for x in rows]) if shared else None
+        self.offsets = torch.tensor([end - self.width - self.chunk for end in ends], device=device)  # position = column + offset
+        self.slots = list(range(len(rows)))  # batch position -> row
+        self.column = self.width
+
+    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        end = self.column + input_ids.shape[1]
+        positions = (torch.arange(self.column, end, device=input_ids.device)[None] + self.offsets[:, None]).clamp_(min=0)
+        logits = self.engine._forward(input_ids, positions, self.valid[:, :end] if self.padded else None, self.cache, self.plan)
+        if self.cache.get_seq_length() != end:
+            raise RuntimeError("the policy did not fill its key/value cache (gradient checkpointing in training mode?); roll out in eval mode")
+        self.column = end
+        return logits
+
+    def prefill(self) -> torch.Tensor:
+        """Feed every row's pending tokens; the logits at each row's last one."""
+        pad = self.engine.pad
+        ids = [[pad] * int(g) + x.trajectory.token_ids[x.cached : end] for x, g, end in zip(self.rows, self.gaps.tolist(), self.ends)]
+        return self._forward(torch.tensor(ids, device=self.engine._device))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._forward(tokens[:, None])
+
+    def select(self, positions: list[int]) -> torch.Tensor:
+        index = torch.tensor(positions, device=self.engine._device)
+        self.cache.batch_select_indices(index)
+        self.valid, self.pads, self.gaps, self.offsets = self.valid[index], self.pads[index], self.gaps[index], self.offsets[index]
+        if self.plan is not None:  # rows left without a prefix hold all their columns: the model's attention will do
+            self.plan = self.plan.select(positions)
+            self.plan = self.plan if self.plan.groups else None
+        self.slots = [self.slots[p] for p in positions]
+        return index
+
+    def store(self, position: int, fed: int) -> None:
+        """Keep the row's own keys and values (its earlier columns and the ``fed`` decoded tokens after the
+        chunk) for its next turn."""
+        row = self.slots[position]
+        x = self.rows[row]
+        spans = [(int(self.pads[position]), self.width), (self.width + int(self.gaps[position]), self.width + self.chunk + fed)]
+        spans = [(a, b) for a, b in spans if b > a]
+        x.kv = [
+            (torch.cat([layer.keys[position, :, a:b] for a, b in spans], dim=1), torch.cat([layer.values[position, :, a:b] for a, b in spans], dim=1))
+            for layer in self.cache.layers
+        ]
+        x.cached = self.ends[row] + fed
 
 
 class RolloutEngine:
@@ -94,101 +399,256 @@ class RolloutEngine:
     ):
         self.model = model
         self.generate_kwargs = generate_kwargs or {}  # e.g. a logits_processor for constrained decoding
+        unsupported = sorted(set(self.generate_kwargs) - {"logits_processor"})
+        if unsupported:
+            raise ValueError(f"generate_kwargs: only 'logits_processor' is supported by the rollout's sampler, not {', '.join(unsupported)}")
+        processors = self.generate_kwargs.get("logits_processor")
+        self.logits_processor = LogitsProcessorList(processors) if processors else None
         self.tokenizer = tokenizer
         self.settings = settings
         self.env_options = {**(env_options or {}), "max_turns": settings.max_turns}
         self.reward_config = reward_config
         self.im_end = tokenizer.convert_tokens_to_ids(formatting.IM_END)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end
+        self.temperature = 1.0 if settings.greedy else settings.temperature
+        self.top_p = TopPLogitsWarper(settings.top_p) if not settings.greedy and settings.top_p < 1.0 else None
+        self._base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        parameters = inspect.signature(self._base.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.x
+        self._logits_to_keep = "logits_to_keep" in parameters
+        self._shared_attention: bool | None = None  # decided by a probe on the first rollout
+        self.probe_failure: str | None = None  # why the rollout attention is not used, when it is not
         self.stats: dict[str, float] = {}
+        self._timing: dict[str, float] = {}
 
-    def _start(self, task: Task) -> _Live:
-        episode = Episode(make_environment(task.env, **self.env_options), task)
-        prompt = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": episode.prompt}], tools=episode.tools, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
-        prompt = list(prompt)
-        trajectory = Trajectory(task=task, token_ids=prompt, policy_mask=[0] * len(prompt), logprobs=[0.0] * len(prompt), prompt_length=len(prompt))
-        return _Live(episode, trajectory)
+    def _start(self, tasks: list[Task]) -> list[_Live]:
+        episodes = [Episode(make_environment(task.env, **self.env_options), task) for task in tasks]
+        texts = [
+            self.tokenizer.apply_chat_template([{"role": "user", "content": e.prompt}], tools=e.tools, add_generation_prompt=True, tokenize=False)
+            for e in episodes
+        ]
+        # What apply_chat_template(tokenize=True) does, for all prompts in one call of the tokenizer.
+        prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        return [
+            _Live(e, Trajectory(task=task, token_ids=list(p), policy_mask=[0] * len(p), logprobs=[0.0] * len(p), prompt_length=len(p)))
+            for task, e, p in zip(tasks, episodes, prompts)
+        ]
 
-    @torch.no_grad()
-    def _generate(self, sequences: list[list[int]], max_new_tokens: int) -> tuple[list[list[int]], list[list[float]]]:
-        """Sample one turn for each sequence (left-padded batch); returns new ids and their log-probs."""
-        device = next(self.model.parameters()).device
-        width = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), width), self.pad, dtype=torch.long)
-        attention = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, s in enumerate(sequences):
-            input_ids[i, width - len(s) :] = torch.tensor(s)
-            attention[i, width - len(s) :] = 1
-        s = self.settings
-        sampling = {"do_sample": False} if s.greedy else {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0}
-        out = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=self.im_end,
-            pad_token_id=self.pad,
-            return_dict_in_generate=True,
-            output_logits=True,
-            **sampling,
-            **self.generate_kwargs,
-        )
-        new = out.sequences[:, width:].cpu()
-        temperature = 1.0 if s.greedy else s.temperature
-        logits = torch.stack(out.logits, dim=1).float().cpu() / temperature  # (batch, steps, vocab)
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
-        ids, lps = [], []
-        for row, lp in zip(new.tolist(), logprobs.tolist()):
-            end = row.index(self.im_end) + 1 if self.im_end in row else len(row)
-            ids.append(row[:end])
-            lps.append(lp[:end])
-        return ids, lps
+    # -- the model ------------------------------------------------------------------------------------
+
+    def _forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: Cache, plan: _Plan | None) -> torch.Tensor:
+        """Logits (float) at the last position of each row; ``cache`` grows by the fed columns."""
+        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True, "position_ids": position_ids}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        if plan is None:
+            return self.model(input_ids=input_ids, **kwargs).logits[:, -1].float()
+        config = self._base.config  # the policy runs the rollout attention for this pass
+        original, token = config._attn_implementation, _PLAN.set(plan)
+        config._attn_implementation = ROLLOUT_ATTENTION
+        try:
+            return self.model(input_ids=input_ids, **kwargs).logits[:, -1].float()
+        finally:
+            config._attn_implementation = original
+            _PLAN.reset(token)
+
+    def _probe_shared_attention(self) -> bool:
+        """Whether this model runs the rollout attention, exactly: every layer routed through it, and a short
+        sequence continued from a shared prefix gives the logits of the model's own attention."""
+        if self._device.type != "cpu":  # on accelerators the fused kernels' decoding is the better deal
+            return False
+        ids = [self.im_end, self.pad, self.im_end, self.pad, self.pad]
+        reference = self.model(input_ids=torch.tensor([ids], device=self._device)).logits[0, -1].float()
+        _register_rollout_attention()
+        self._shared_attention = True
+        try:
+            holder = _Live(None, Trajectory(task=None, token_ids=ids, policy_mask=[], logprobs=[]))
+            self._advance(holder, 2)
+            probe = _Live(None, holder.trajectory, prefix=_Prefix(holder.kv, 2), cached=2)
+            self._advance(probe, 4)  # two queries after the shared prefix: the chunk path
+            batch = _Batch(self, [probe], [5], 0)
+            logits = batch.prefill()[0]  # one query after the prefix and the row's own columns: the decoding path
+            routed = batch.plan is not None and batch.plan.calls == len(batch.cache.layers) > 0
+            if routed and torch.allclose(logits, reference, atol=1e-4):
+                return True
+            self.probe_failure = "the rollout attention did not reproduce the model's own"
+        except Exception as error:  # any model the rollout attention does not fit keeps its own attention
+            self.probe_failure = f"{type(error).__name__}: {error}"
+        finally:
+            self._shared_attention = None
+        return False
+
+    def _advance(self, x: _Live, end: int) -> None:
+        """Feed one episode's tokens up to ``end`` alone (a stretch too long to pad the whole batch to)."""
+        batch = _Batch(self, [x], [end], 0)
+        batch.prefill()
+        batch.store(0, 0)
+
+    def _share_prefixes(self, live: list[_Live]) -> None:
+        """Episodes whose prompts open with the same system turn (an environment's tool schemas: hundreds of
+        tokens) get the keys and values of their common prefix computed once, and share them."""
+        if len(live) < 2:
+            return
+        groups: dict[tuple[int, ...], list[_Live]] = {}
+        for x in live:
+            ids = x.trajectory.token_ids
+            end = ids.index(self.im_end) + 1 if self.im_end in ids else len(ids)
+            groups.setdefault(tuple(ids[:end]), []).append(x)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            first = members[0].trajectory.token_ids
+            shared = min(len(m.trajectory.token_ids) for m in members) - 1  # at least one token left to feed
+            for m in members[1:]:
+                shared = min(shared, _common_prefix(first, m.trajectory.token_ids))
+            if shared <= 0:
+                continue
+            holder = _Live(None, Trajectory(task=None, token_ids=first[:shared], policy_mask=[], logprobs=[]))
+            self._advance(holder, shared)
+            prefix = _Prefix(holder.kv, shared)  # one object per group: the rollout attention groups rows by it
+            for m in members:
+                if self._shared_attention:
+                    m.prefix, m.kv, m.cached = prefix, None, shared
+                else:  # without the rollout attention, each row's own cache starts as (a copy of) the prefix
+                    m.kv, m.cached = holder.kv, shared
+
+    def _sample(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.settings.greedy:
+            return scores.argmax(-1)
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
+        if self.top_p is not None:
+            scores = self.top_p(None, scores)
+        # Inverse-CDF draw: the categorical distribution of torch.multinomial with one uniform per row, where
+        # multinomial draws one exponential per vocabulary entry (most of a decoding step's sampling time).
+        cumulative = torch.softmax(scores, dim=-1).cumsum(dim=-1)
+        draw = torch.rand(cumulative.shape[0], 1, device=cumulative.device, dtype=cumulative.dtype) * cumulative[:, -1:]
+        return torch.searchsorted(cumulative, draw, right=True).squeeze(1).clamp_(max=cumulative.shape[-1] - 1)
+
+    def _turn(self, rows: list[_Live], limits: list[int]) -> tuple[list[list[int]], list[list[float]]]:
+        """Sample one assistant turn for every row, ``limits[i]`` tokens at most; returns the new ids and their
+        log-probs, and leaves each row's cache covering its sequence plus the new ids fed back."""
+        device, n = self._device, len(rows)
+        seqs = [x.trajectory.token_ids for x in rows]
+        t0 = time.perf_counter()
+        for x, s in zip(rows, seqs):
+            x.cached = min(x.cached, len(s) - 1)  # at least the last token is fed: its logits start the turn
+
+        # 1. Feed what each row has not fed yet in one pass; stretches much longer than the others' alone first.
+        chunk = _chunk_width([len(s) - x.cached for x, s in zip(rows, seqs)])
+        for x, s in zip(rows, seqs):
+            if len(s) - x.cached > chunk:
+                self._advance(x, len(s) - chunk)
+        batch = _Batch(self, rows, [len(s) for s in seqs], max(limits))
+        logits = batch.prefill()
+        history = None
+        if self.logits_processor is not None:  # processors see each row's whole sequence, as under generate
+            longest = max(len(s) for s in seqs)
+            history = torch.tensor([[self.pad] * (longest - len(s)) + s for s in seqs], device=device)
+        t1 = time.perf_counter()
+
+        # 2. Decode. Finished rows leave the batch once a quarter of it has finished; their caches are kept.
+        new_ids: list[list[int]] = [[] for _ in rows]
+        new_logprobs: list[list[float]] = [[] for _ in rows]
+        fed = [0] * n  # decoded tokens fed back, per row
+        done = [False] * n
+        while True:
+            scores = logits if self.logits_processor is None else self.logits_processor(history, logits.clone())
+            tokens = self._sample(scores)
+            logprobs = torch.log_softmax(logits / self.temperature, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+            # Rows finished before this step get padding (as under generate); a row's last token is fed as sampled.
+            idle = torch.tensor([done[row] for row in batch.slots], device=device)
+            for row, token, logprob in zip(batch.slots, tokens.tolist(), logprobs.tolist()):
+                if not done[row]:
+                    new_ids[row].append(token)
+                    new_logprobs[row].append(logprob)
+                    done[row] = token == self.im_end or len(new_ids[row]) >= limits[row]
+            finished = [p for p, row in enumerate(batch.slots) if done[row]]
+            if len(finished) == len(batch.slots):
+                break
+            if 4 * len(finished) >= len(batch.slots):
+                for p in finished:
+                    batch.store(p, min(fed[batch.slots[p]], len(new_ids[batch.slots[p]])))
+                index = batch.select([p for p, row in enumerate(batch.slots) if not done[row]])
+                tokens, idle = tokens[index], idle[index]
+                history = history[index] if history is not None else None
+            feed = tokens.masked_fill(idle, self.pad)
+            if history is not None:
+                history = torch.cat([history, feed[:, None]], dim=1)
+            logits = batch.step(feed)
+            for row in batch.slots:
+                fed[row] += 1
+        for p, row in enumerate(batch.slots):
+            batch.store(p, min(fed[row], len(new_ids[row])))
+        t2 = time.perf_counter()
+        self._timing["prefill_seconds"] += t1 - t0
+        self._timing["decode_seconds"] += t2 - t1
+        return new_ids, new_logprobs
+
+    # -- episodes -------------------------------------------------------------------------------------
 
     def rollout(self, tasks: list[Task]) -> list[Trajectory]:
         """Play every task to the end and score it; the trajectories come back in the order of ``tasks``."""
         start = time.perf_counter()
-        live = [self._start(task) for task in tasks]
-        active = list(live)
+        self._device = next(self.model.parameters()).device
+        self._timing = {"prefill_seconds": 0.0, "decode_seconds": 0.0}
+        live = self._start(tasks)
         generated = 0
-        while active:
-            room = [self.settings.max_episode_tokens - len(x.trajectory.token_ids) for x in active]
-            budget = min(self.settings.max_new_tokens_per_turn, max(room))
-            for x, r in zip(active, room):
-                if r <= 0:
-                    x.episode.end(f"reached the limit of {self.settings.max_episode_tokens} tokens")
-            active = [x for x, r in zip(active, room) if r > 0]
-            if not active:
-                break
-            new_ids, new_logprobs = self._generate([x.trajectory.token_ids for x in active], budget)
-            still = []
-            for x, ids, lps in zip(active, new_ids, new_logprobs):
-                t = x.trajectory
-                room_left = self.settings.max_episode_tokens - len(t.token_ids)
-                ids, lps = ids[:room_left], lps[:room_left]
-                generated += len(ids)
-                t.token_ids += ids
-                t.policy_mask += [1] * len(ids)
-                t.logprobs += lps
-                t.turn_ends.append(len(t.token_ids) - 1)
-                text = self.tokenizer.decode(ids, skip_special_tokens=False)
-                tool_messages = x.episode.step(text)
-                if x.episode.done:
-                    continue
-                if not ids or ids[-1] != self.im_end:  # cut by the token limit: close the turn for the model
-                    t.token_ids.append(self.im_end)
-                    t.policy_mask.append(0)
-                    t.logprobs.append(0.0)
-                appended = self.tokenizer.encode(_tool_turn_text(tool_messages), add_special_tokens=False)
-                t.token_ids += appended
-                t.policy_mask += [0] * len(appended)
-                t.logprobs += [0.0] * len(appended)
-                still.append(x)
-            active = still
+        with torch.no_grad():
+            if self._shared_attention is None:
+                self._shared_attention = self._probe_shared_attention()
+            t0 = time.perf_counter()
+            self._share_prefixes(live)
+            self._timing["prefill_seconds"] += time.perf_counter() - t0
+            active = list(live)
+            while active:
+                room = [self.settings.max_episode_tokens - len(x.trajectory.token_ids) for x in active]
+                for x, r in zip(active, room):
+                    if r <= 0:
+                        x.episode.end(f"reached the limit of {self.settings.max_episode_tokens} tokens")
+                        x.forget()
+                active, room = [x for x, r in zip(active, room) if r > 0], [r for r in room if r > 0]
+                if not active:
+                    break
+                new_ids, new_logprobs = self._turn(active, [min(self.settings.max_new_tokens_per_turn, r) for r in room])
+                still = []
+                for x, ids, lps in zip(active, new_ids, new_logprobs):
+                    t = x.trajectory
+                    room_left = self.settings.max_episode_tokens - len(t.token_ids)
+                    ids, lps = ids[:room_left], lps[:room_left]
+                    generated += len(ids)
+                    t.token_ids += ids
+                    t.policy_mask += [1] * len(ids)
+                    t.logprobs += lps
+                    t.turn_ends.append(len(t.token_ids) - 1)
+                    text = self.tokenizer.decode(ids, skip_special_tokens=False)
+                    tool_messages = x.episode.step(text)
+                    if x.episode.done:
+                        x.forget()
+                        continue
+                    if not ids or ids[-1] != self.im_end:  # cut by the token limit: close the turn for the model
+                        t.token_ids.append(self.im_end)
+                        t.policy_mask.append(0)
+                        t.logprobs.append(0.0)
+                    appended = self.tokenizer.encode(_tool_turn_text(tool_messages), add_special_tokens=False)
+                    t.token_ids += appended
+                    t.policy_mask += [0] * len(appended)
+                    t.logprobs += [0.0] * len(appended)
+                    still.append(x)
+                active = still
         for x in live:
+            x.forget()
             x.episode.end("the rollout stopped")
             x.trajectory.record = x.episode.record
             x.trajectory.reward = atropos_reward(x.episode.record, self.reward_config)
         elapsed = time.perf_counter() - start
-        self.stats = {"episodes": len(live), "generated_tokens": generated, "seconds": elapsed, "tokens_per_s": generated / max(elapsed, 1e-9)}
+        self.stats = {
+            "episodes": len(live),
+            "generated_tokens": generated,
+            "seconds": elapsed,
+            "tokens_per_s": generated / max(elapsed, 1e-9),
+            **self._timing,
+        }
         return [x.trajectory for x in live]

@@ -1,9 +1,16 @@
 """Rollout throughput: the batched multi-turn engine vs one episode at a time, measured in one run.
 
-Same policy (the tiny model), same tasks, same sampling settings; prints generated tokens/s and
-episodes/s of both and their ratio (goal: batched >= 8x one-at-a-time at batch 32).
+Same policy (the tiny model), same tasks, same sampling settings, same engine (one at a time is the engine
+called with one task); prints generated tokens/s and episodes/s of both, their ratio (goal: batched >= 8x
+one-at-a-time at batch 32), and where each mode's time went (prefill: prompt and tool-turn tokens fed to the
+model; decode: sampling the policy's tokens; other: tokenizing, environments, rewards).
 
-    python scripts/bench_rollout.py [--model tiny:s] [--batch 32] [--max-new-tokens 64]
+    python scripts/bench_rollout.py [--model tiny:s] [--batch 32] [--max-new-tokens 64] [--repeats 1] [--clock wall]
+
+On a shared machine, ``--repeats 3`` alternates the modes and keeps each one's best run (other processes only
+slow a run down), and ``--threads 1 --clock cpu`` times the process's CPU time instead of the wall clock
+(with one thread, what other processes take from it does not count; with more, threads waiting for each other
+would). The phase timings are wall-clock either way.
 """
 
 from __future__ import annotations
@@ -22,6 +29,19 @@ from hermes_train.rollout import RolloutEngine, RolloutSettings
 from hermes_train.tiny_model import resolve_model_path
 
 GOAL = 8.0
+PHASES = ("prefill_seconds", "decode_seconds")
+
+
+def measure(engine: RolloutEngine, tasks, batched: bool, clock) -> dict[str, float]:
+    torch.manual_seed(0)
+    start = clock()
+    totals = dict.fromkeys(("generated_tokens", *PHASES), 0.0)
+    for group in [tasks] if batched else [[task] for task in tasks]:
+        engine.rollout(group)
+        for key in totals:
+            totals[key] += engine.stats.get(key, 0.0)  # (an engine without the phase timings: 0)
+    seconds = clock() - start
+    return {**totals, "seconds": seconds, "tokens_per_s": totals["generated_tokens"] / seconds, "episodes_per_s": len(tasks) / seconds}
 
 
 def main() -> None:
@@ -30,6 +50,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--max-turns", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per mode, alternating; the best one counts")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this process's CPU time (use with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -39,29 +61,26 @@ def main() -> None:
     tasks = [get_environment(NAMES[i % len(NAMES)]).generate_task("test", DIFFICULTIES[i % len(DIFFICULTIES)], i) for i in range(args.batch)]
     settings = RolloutSettings(max_new_tokens_per_turn=args.max_new_tokens, max_turns=args.max_turns, max_episode_tokens=4096)
     engine = RolloutEngine(model, tokenizer, settings)
+    engine.rollout(tasks[:2])  # warm-up (lazy imports, first-call allocations), counted in neither mode
 
-    results = {}
-    for mode in ("one at a time", "batched"):
-        torch.manual_seed(0)
-        start, tokens = time.perf_counter(), 0
-        if mode == "batched":
-            engine.rollout(tasks)
-            tokens = engine.stats["generated_tokens"]
-        else:
-            for task in tasks:
-                engine.rollout([task])
-                tokens += engine.stats["generated_tokens"]
-        seconds = time.perf_counter() - start
-        results[mode] = (tokens / seconds, len(tasks) / seconds, seconds)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    runs: dict[str, list[dict[str, float]]] = {"one at a time": [], "batched": []}
+    for _ in range(args.repeats):
+        for mode in runs:
+            runs[mode].append(measure(engine, tasks, batched=mode == "batched", clock=clock))
+    results = {mode: max(r, key=lambda x: x["episodes_per_s"]) for mode, r in runs.items()}
 
-    table = Table(title=f"rollout throughput: {args.model}, {args.batch} episodes, {torch.get_num_threads()} threads")
-    for column in ("mode", "tokens/s", "episodes/s", "seconds"):
+    title = f"rollout throughput: {args.model}, {args.batch} episodes, {torch.get_num_threads()} threads, {args.clock} clock"
+    table = Table(title=title + (f", best of {args.repeats}" if args.repeats > 1 else ""))
+    for column in ("mode", "tokens/s", "episodes/s", "seconds", "prefill s", "decode s", "other s"):
         table.add_column(column, justify="right")
-    for mode, (tps, eps, seconds) in results.items():
-        table.add_row(mode, f"{tps:,.0f}", f"{eps:.2f}", f"{seconds:.1f}")
-    Console().print(table)
-    ratio = results["batched"][1] / results["one at a time"][1]
-    token_ratio = results["batched"][0] / results["one at a time"][0]
+    for mode, r in results.items():
+        other = f"{r['seconds'] - r['prefill_seconds'] - r['decode_seconds']:.2f}" if args.clock == "wall" else "-"
+        table.add_row(mode, f"{r['tokens_per_s']:,.0f}", f"{r['episodes_per_s']:.2f}", f"{r['seconds']:.1f}",
+                      f"{r['prefill_seconds']:.2f}", f"{r['decode_seconds']:.2f}", other)
+    Console(width=110).print(table)
+    ratio = results["batched"]["episodes_per_s"] / results["one at a time"]["episodes_per_s"]
+    token_ratio = results["batched"]["tokens_per_s"] / results["one at a time"]["tokens_per_s"]
     verdict = "met" if ratio >= GOAL else "missed"
     print(f"batched / one-at-a-time: {ratio:.1f}x episodes/s, {token_ratio:.1f}x tokens/s (goal >= {GOAL:.0f}x: {verdict})")
 
