@@ -6,13 +6,15 @@ goes through ``Episode.step`` from raw assistant text, adding parsing (what the 
 World set-up (``reset``) is timed separately. Goal: >= 2,000 tool calls/s, so environments never
 bound rollouts.
 
-    python scripts/bench_envs.py [--tasks 40] [--envs apis database ...]
+    python scripts/bench_envs.py [--tasks 40] [--envs apis database ...] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -67,15 +69,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=40, help="tasks per environment (spread over the difficulties)")
     parser.add_argument("--envs", nargs="*", default=list(NAMES))
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     args = parser.parse_args()
+    results = {}
     table = Table(title=f"environment throughput, one core (goal: >= {GOAL} tool calls/s)")
     for column in ("environment", "tasks", "calls/s (direct)", "calls/s (episode, with parsing)", "reset ms", "goal"):
         table.add_column(column, justify="right")
     for name in args.envs:
-        r = bench(name, args.tasks)
+        r = results[name] = bench(name, args.tasks)
         ok = "[green]met[/green]" if r["direct_calls_per_s"] >= GOAL else "[red]missed[/red]"
         table.add_row(name, str(r["tasks"]), f"{r['direct_calls_per_s']:,.0f}", f"{r['episode_calls_per_s']:,.0f}", f"{r['reset_ms']:.2f}", ok)
     Console().print(table)
+    if args.json and results:
+        slowest = min(results, key=lambda n: results[n]["direct_calls_per_s"])
+        write_json(args.json, {
+            "benchmark": "envs", "goal_calls_per_s": GOAL, "tasks_per_env": args.tasks, "envs": results,
+            "slowest_env": slowest, "min_direct_calls_per_s": results[slowest]["direct_calls_per_s"],
+            "min_episode_calls_per_s": min(r["episode_calls_per_s"] for r in results.values()),
+            "met": results[slowest]["direct_calls_per_s"] >= GOAL,
+        })
+
+
+def write_json(path: str, data: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ are not checkpointed (``train_ppo`` does not), unless ``--gradient-checkpointing
     python scripts/bench_ppo_memory.py                       # shared vs separate-lora
     python scripts/bench_ppo_memory.py --baseline full       # shared vs classic full-finetuning PPO
     python scripts/bench_ppo_memory.py --baseline both --layers 16 --gradient-checkpointing
+    python scripts/bench_ppo_memory.py --baseline both --json ppo_memory.json   # also write the ratios as JSON
 
 Goal: shared / separate peak memory <= 0.35x.
 """
@@ -95,6 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "passes, so the critic pass is recomputed under the actor's adapter (wrong critic grads)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--model-dir", default=None, help="reuse a model saved by an earlier run (skips building)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more recipe overrides")
     return parser.parse_args(argv)
@@ -389,14 +391,23 @@ def main(argv=None) -> int:
     print(f"  peak = ru_maxrss of a fresh process per configuration (MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', MALLOC_ENV['MALLOC_MMAP_THRESHOLD_'])}); delta = peak - RSS after imports "
           f"({shared['base_kib'] / 2**20:.2f} GiB), compared; delta - weights = activations, grads, optimizer state, temporaries; "
           f"w+grad+Adam = weights + gradients + AdamW state, counted from the tensors")
+    ratios = {}
     for b in baselines:
         name = BASELINES[b][0]
         r = results[name]
         ratio = shared["delta_kib"] / r["delta_kib"]
         analytic = shared["analytic_bytes"] / r["analytic_bytes"]
         verdict = "met" if ratio <= GOAL else "missed"
+        ratios[name] = {"peak_ratio": ratio, "analytic_ratio": analytic, "met": ratio <= GOAL}
         print(f"shared / {name} weights+grads+AdamW alone: {analytic:.2f}x")
         print(f"shared / separate peak memory: {ratio:.2f}x (goal <= {GOAL:.2f}x: {verdict}) [baseline {name}]")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "benchmark": "ppo_memory", "params": shared["params"], "layers": args.layers, "hidden": args.hidden,
+            "batch": args.batch, "seq": args.seq, "steps": args.steps, "gradient_checkpointing": args.gradient_checkpointing,
+            "configurations": results, "ratios": ratios, "goal_ratio": GOAL,
+        }, indent=2) + "\n", encoding="utf-8")
     print(f"wall time {time.perf_counter() - start:.0f}s")
     return 0
 

@@ -5,7 +5,7 @@ called with one task); prints generated tokens/s and episodes/s of both, their r
 one-at-a-time at batch 32), and where each mode's time went (prefill: prompt and tool-turn tokens fed to the
 model; decode: sampling the policy's tokens; other: tokenizing, environments, rewards).
 
-    python scripts/bench_rollout.py [--model tiny:s] [--batch 32] [--max-new-tokens 64] [--repeats 1] [--clock wall]
+    python scripts/bench_rollout.py [--model tiny:s] [--batch 32] [--max-new-tokens 64] [--repeats 1] [--clock wall] [--json PATH]
 
 On a shared machine, ``--repeats 3`` alternates the modes and keeps each one's best run (other processes only
 slow a run down), and ``--threads 1 --clock cpu`` times the process's CPU time instead of the wall clock
@@ -16,7 +16,9 @@ would). The phase timings are wall-clock either way.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode, alternating; the best one counts")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this process's CPU time (use with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,6 +86,13 @@ def main() -> None:
     token_ratio = results["batched"]["tokens_per_s"] / results["one at a time"]["tokens_per_s"]
     verdict = "met" if ratio >= GOAL else "missed"
     print(f"batched / one-at-a-time: {ratio:.1f}x episodes/s, {token_ratio:.1f}x tokens/s (goal >= {GOAL:.0f}x: {verdict})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "benchmark": "rollout", "model": args.model, "batch": args.batch, "max_new_tokens": args.max_new_tokens,
+            "max_turns": args.max_turns, "repeats": args.repeats, "clock": args.clock, "threads": torch.get_num_threads(),
+            "modes": results, "episodes_ratio": ratio, "tokens_ratio": token_ratio, "goal_ratio": GOAL, "met": ratio >= GOAL,
+        }, indent=2, default=float) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ steps. With packing a step holds more examples (several per row), so the figure 
 
     python scripts/bench_sft.py                       # recipes/tiny.yaml data with tiny:s, 8 timed steps
     python scripts/bench_sft.py --steps 20 --batch-size 4 --num-examples 400
+    python scripts/bench_sft.py --json sft.json       # also write the figures as JSON (scripts/bench_all.sh)
 
 Goal: packed >= 1.5x padded tokens/s.
 """
@@ -15,6 +16,7 @@ Goal: packed >= 1.5x padded tokens/s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -28,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+GOAL = 1.5  # packed / padded tokens/s
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-examples", type=int, default=400, help="examples drawn from the mix (default 400)")
     parser.add_argument("--max-seq-len", type=int, default=None, help="data.max_seq_len (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more recipe overrides")
     return parser.parse_args()
 
@@ -155,7 +160,15 @@ def main() -> int:
     console.print(table)
     ratio = results["packed"]["tokens_per_s"] / results["padded"]["tokens_per_s"]
     print(f"padded_tokens_per_s={results['padded']['tokens_per_s']:.0f} packed_tokens_per_s={results['packed']['tokens_per_s']:.0f} "
-          f"ratio={ratio:.2f}x (goal >= 1.5x)")
+          f"ratio={ratio:.2f}x (goal >= {GOAL}x)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "benchmark": "sft", "recipe": args.recipe, "model": recipe.model.name_or_path, "steps": args.steps,
+            "warmup": args.warmup, "batch_size": recipe.sft.per_device_batch_size, "num_examples": args.num_examples,
+            "max_seq_len": recipe.data.max_seq_len, "threads": torch.get_num_threads(), "modes": results,
+            "tokens_ratio": ratio, "goal_ratio": GOAL, "met": ratio >= GOAL,
+        }, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
