@@ -5,13 +5,18 @@ located_in, studied_at, born_in, married_to, subsidiary_of, directed, acted_in, 
 handful of graph tools. Every name is invented and every edge is drawn from the task's world seed, so
 facts must be read from observations, never remembered. The graph is read-only: tasks are questions,
 and the verifier checks that the answer names the right entities or values (partial credit for lists),
-scoring 0 an answer that names many more entities (or numbers) than were asked for.
+scoring 0 an answer that names many more entities (or numbers) than were asked for. Like the other
+environments' verifiers, it gives no credit for hedging: an answer to a one-answer question that also names
+a rival (another entity of the asked-for type, or another value of the asked-for kind) scores 0, and each
+rival named in a list answer lowers its credit. A connection answer must name both entities and state the
+relation in a whole word (not negated), and not also its alternative.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import re
 from collections.abc import Generator
 from typing import Any
 
@@ -156,6 +161,12 @@ _NORM = {name: normalise(name) for pool in (COUNTRIES, CITIES, UNIVERSITIES, ALL
 _GRAMS = {name: _trigrams(key) for name, key in _NORM.items()}
 
 
+def _names_in(text: str) -> set[str]:
+    """Every name of the pools (not only of this world: a policy sees them all across worlds) that a
+    normalised, space-padded text states as whole words."""
+    return {name for name, key in _NORM.items() if f" {key} " in text}
+
+
 @functools.lru_cache(maxsize=256)
 def _build_world(seed: int) -> _World:
     """The world of a seed (cached: it is never modified, and tools hand out copies only)."""
@@ -230,16 +241,28 @@ ATTRIBUTE_PROMPTS = {
 }
 ATTRIBUTE_ANSWERS = {"founded": "{e} was founded in {v}.", "population": "{e} has a population of {v}.", "students": "{e} has {v} students.", "year": "{e} was released in {v}.", "born": "{e} was born in {v}."}
 POOLS = {"person": PEOPLE, "company": ALL_COMPANIES, "city": CITIES, "country": COUNTRIES, "university": UNIVERSITIES, "film": FILMS}
+KIND = {name: kind for kind, pool in POOLS.items() for name in pool}  # every name's entity type
 # The connection family: the relations a person-company or person-film pair leaves open, and the answer
 # sentence for each (founded_by runs from the company, so it is read backwards).
 CONNECTIONS = {"works_at": "{a} works at {b}.", "founded_by": "{a} founded {b}.", "directed": "{a} directed {b}.", "acted_in": "{a} acted in {b}."}
-# Word stems that state each relation (an answer may word it freely).
-STEMS = {
-    "works_at": ("work", "employ"),
-    "founded_by": ("found", "creat", "establish"),
-    "directed": ("direct",),
-    "acted_in": ("acted", "actor", "actress", "starr", "cast", "appear", "played"),
+# The whole words that state each relation (an answer may word it freely, but a word that merely starts
+# like one - "workshop", "foundation", "directly", "castle" - states nothing).
+RELATION_WORDS = {
+    "works_at": frozenset("work works worked working worker workers employ employs employed employing employee employees employer employers employment".split()),
+    "founded_by": frozenset("founded founder founders founding founds cofounded cofounder create creates created creating creator establish establishes established establishing".split()),
+    "directed": frozenset("directed directs director directors directing directorial".split()),
+    "acted_in": frozenset("acted acts acting actor actors actress starred starring appear appears appeared appearing appearance played plays cast".split()),
 }
+ALTERNATIVE = {"works_at": "founded_by", "founded_by": "works_at", "directed": "acted_in", "acted_in": "directed"}
+# A relation word right after one of these ("does not work", "isn't an employee", "never directed") is negated.
+NEGATIONS = frozenset("not no never t neither nor cannot".split())
+NEGATION_REACH = 2  # words before a relation word that may negate it
+# Families whose answer is a list (partial credit); every other family asks for one entity or value.
+LIST_FAMILIES = {"employees", "hq_many", "birthplaces", "founding_years", "shared_alumni"}
+# Attributes whose rivals are other numbers with as many digits (years; head counts).
+NUMBER_FAMILIES = {"attribute", "founding_years"}
+# Thousands separators inside a number ("3,456,000"), dropped before matching so the number reads as one.
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 CHAIN_ANSWERS = {
     "founder_school": "{0} was founded by {1}, who studied at {2}.",
     "director_birthplace": "{0} was directed by {1}, who was born in {2}.",
@@ -672,27 +695,53 @@ class KnowledgeGraphEnv(ToolEnvironment):
     def _verify(self, answer: str | None) -> float:
         if not answer:
             return 0.0
-        if self.task.params["family"] == "connection":
+        answer = _THOUSANDS.sub("", answer)
+        family = self.task.params["family"]
+        if family == "connection":
             return self._verify_connection(answer)
         names, numbers, context = self._expected()
+        if any(name is None for name in names):
+            raise ValueError(f"knowledge_graph: task {self.task.id} has no answer in its world")
         text = f" {normalise(answer)} "
         # Naming many candidate entities (beyond the question's own and the chain walked to the answer)
         # is guessing, not answering: it scores 0. Likewise for listing many numbers.
-        named = sum(1 for name, key in self._world.norm.items() if name not in context and f" {key} " in text)
-        if named > 2 * max(1, len(set(names))):
+        named = _names_in(text) - context
+        if len(named) > 2 * max(1, len(set(names))):
             return 0.0
         if _count_numbers(answer) > 2 * len(numbers) + 3:
             return 0.0
-        return share_mentioned(answer, [*names, *numbers])
+        # Rivals: other entities of the asked-for type, and (for attributes) other numbers with as many
+        # digits as an asked-for value - "1990 or 1991", "Varsk, or maybe Tolbridge".
+        kinds = {KIND[name] for name in names}
+        rivals = sum(1 for name in named if name not in names and KIND[name] in kinds)
+        if family in NUMBER_FAMILIES:
+            wanted = {normalise(v) for v in numbers}
+            digits = {len(v) for v in wanted}
+            rivals += sum(1 for word in set(text.split()) if word.isdigit() and len(word) in digits and word not in wanted)
+        values = [*names, *numbers]
+        if not values:
+            return 0.0
+        share = share_mentioned(answer, values)
+        if family not in LIST_FAMILIES:
+            return 0.0 if rivals else share  # a hedge between candidates is not an answer
+        return share * len(values) / (len(values) + rivals)  # each wrong member costs like a missing one
 
     def _verify_connection(self, answer: str) -> float:
-        """The answer must state the relation (in any usual wording) and not also its alternative."""
+        """The answer must name both entities, state the relation in a whole word that is not negated, and
+        not also state its alternative (naming both is a guess)."""
         p = self.task.params
         a, b = p["entities"]
         text = f" {normalise(answer)} "
-        if sum(1 for name, key in self._world.norm.items() if name not in (a, b) and f" {key} " in text) > 2:
+        if f" {self._world.norm[a]} " not in text or f" {self._world.norm[b]} " not in text:
+            return 0.0
+        if len(_names_in(text) - {a, b}) > 2:
             return 0.0
         words = text.split()
-        states = {relation: any(word.startswith(STEMS[relation]) for word in words) for relation in STEMS}
-        alternative = {"works_at": "founded_by", "founded_by": "works_at", "directed": "acted_in", "acted_in": "directed"}[p["relation"]]
-        return float(states[p["relation"]] and not states[alternative])
+
+        def states(relation: str) -> bool:
+            return any(
+                word in RELATION_WORDS[relation] and not NEGATIONS.intersection(words[max(0, i - NEGATION_REACH) : i])
+                for i, word in enumerate(words)
+            )
+
+        return float(states(p["relation"]) and not states(ALTERNATIVE[p["relation"]]))

@@ -259,10 +259,13 @@ def test_single_answers_must_name_the_fact(world):
     wrong = next(c for c in world.by_type["city"] if c != city)
     assert scored(task, f"{company} is in {wrong}.") == 0.0
     assert scored(task, None) == scored(task, "") == 0.0
-    # naming more than twice as many entities as asked for is guessing: 0
+    # naming a rival city as well is hedging, not answering: 0 (the other environments' rule)
     others = [c for c in world.by_type["city"] if c != city][:2]
-    assert scored(task, f"{city}, or maybe {others[0]}") == 1.0
+    assert scored(task, f"{city}, or maybe {others[0]}") == 0.0
     assert scored(task, f"{city}, {others[0]} or {others[1]}") == 0.0
+    # other entities that are not rivals (not cities) may be named
+    person = world.by_type["person"][0]
+    assert scored(task, f"{company} is headquartered in {city}; {person} works there.") == 1.0
 
 
 def test_list_answers_get_partial_credit_and_no_credit_for_enumerating(world):
@@ -382,3 +385,164 @@ def test_a_guessing_episode_scores_low(world):
     episode.step(f"{company} is in {', '.join(world.by_type['city'])}.")
     record = episode.record
     assert record.task_completion == 0.0 and atropos_reward(record).total < 0.6
+
+
+# --- reward holes, closed ----------------------------------------------------------------------------------
+
+
+def connection_task(world, relation: str):
+    """A connection task on the first person-company (or person-film) pair linked by ``relation`` only."""
+    for person in world.by_type["person"]:
+        linked = world.many(person, relation, "in" if relation == "founded_by" else "out")
+        others = [o for r in kg.CONNECTIONS if r != relation for o in world.many(person, r, "in" if r == "founded_by" else "out")]
+        for other in linked:
+            if other not in others:
+                return make_task("connection", entities=[person, other], relation=relation), person, other
+    raise AssertionError(f"no {relation} pair in world {SEED}")
+
+
+def test_connection_garbage_containing_a_relation_word_scores_zero(world):
+    """The hole: garbage that merely contained "work" scored 1.0 on a works_at connection task."""
+    task, person, company = connection_task(world, "works_at")
+    assert scored(task, f"{person} works at {company}.") == 1.0
+    for garbage in ["work", "work work work", "ktmp) work .__ zx", "I need to work on this.", "works at", "The answer: it is employment."]:
+        assert scored(task, garbage) == 0.0, garbage
+    # naming only one of the two entities is not stating how they are linked
+    assert scored(task, f"{person} works there.") == 0.0
+    assert scored(task, f"Somebody works at {company}.") == 0.0
+
+
+def test_connection_relation_words_must_be_whole_words(world):
+    task, person, company = connection_task(world, "works_at")
+    for text in [f"{person} and {company}: workshop", f"{person} and {company}: network, homework", f"{person} is an employable fit for {company}"]:
+        assert scored(task, text) == 0.0, text
+    task, person, company = connection_task(world, "founded_by")
+    assert scored(task, f"{person} founded {company}.") == 1.0
+    assert scored(task, f"{company} was co-founded by {person}.") == 1.0
+    for text in [f"I found {person} and {company} in the graph.", f"{person} and {company}: a foundation", f"{person} and {company} are recreational"]:
+        assert scored(task, text) == 0.0, text
+    task, person, film = connection_task(world, "directed")
+    assert scored(task, f"{film} was directed by {person}.") == 1.0
+    assert scored(task, f"{person} is the director of {film}.") == 1.0
+    for text in [f"{person} is directly linked to {film}.", f"{person} and {film}: direction unknown"]:
+        assert scored(task, text) == 0.0, text
+    task, person, film = connection_task(world, "acted_in")
+    assert scored(task, f"{person} acted in {film}.") == 1.0
+    assert scored(task, f"{person} starred in {film}.") == 1.0
+    assert scored(task, f"{person} was part of the cast of {film}.") == 1.0
+    for text in [f"{person} lives in a castle near where {film} was shot", f"{person} and {film}: a reactor", f"{person} is connected to {film} through a factory"]:
+        assert scored(task, text) == 0.0, text
+
+
+def test_connection_negated_or_hedged_relations_score_zero(world):
+    task, person, company = connection_task(world, "works_at")
+    for text in [f"{person} does not work at {company}.", f"{person} doesn't work for {company}.", f"{person} isn't an employee of {company}.",
+                 f"{person} has never worked at {company}.", f"{person} works at, founded, directed or acted in {company}."]:
+        assert scored(task, text) == 0.0, text
+    # a negated alternative is no hedge: the answer rules it out
+    assert scored(task, f"{person} works at {company}; {person} is not its founder.") == 1.0
+    # naming a crowd of other entities is still guessing
+    crowd = ", ".join(c for c in world.by_type["company"] if c != company)
+    assert scored(task, f"{person} works at {company}, or {crowd}.") == 0.0
+
+
+def test_hedges_with_names_from_outside_the_world_score_zero(world):
+    """The pools are shared by every world, so a policy can learn them: a rival from another world is a rival too."""
+    company = world.by_type["company"][0]
+    city = world.one(company, "located_in")
+    elsewhere = next(c for c in kg.CITIES if c not in world.types)
+    task = make_task("hq", entities=[company])
+    assert scored(task, f"{company} is in {city} or {elsewhere}.") == 0.0
+    crowd = [c for c in kg.CITIES if c not in world.types][:6]
+    company = first(world, "company", lambda c: len(world.many(c, "works_at", "in")) >= 2)
+    city = world.one(company, "located_in")
+    task = make_task("employees", entities=[company])
+    staff = world.many(company, "works_at", "in")
+    outsiders = [p for p in kg.PEOPLE if p not in world.types][: 2 * len(staff) + 1]
+    assert scored(task, ", ".join(staff + outsiders)) == 0.0
+    assert scored(make_task("hq", entities=[company]), " ".join([city, *crowd])) == 0.0
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_superlatives_listing_every_candidate_of_a_small_company_score_zero(world, size):
+    """With two or three employees, naming them all used to stay under the enumeration cap and score 1.0."""
+    company = first(world, "company", lambda c: len(world.many(c, "works_at", "in")) == size)
+    staff = world.many(company, "works_at", "in")
+    for extreme, chooser in (("oldest", min), ("youngest", max)):
+        best = chooser(staff, key=lambda p: world.attrs[p]["born"])
+        task = make_task("oldest_employee", "multi_step", entities=[company], extreme=extreme)
+        assert scored(task, f"The {extreme} employee of {company} is {best}.") == 1.0
+        assert scored(task, ", ".join(staff)) == 0.0
+        assert scored(task, f"{best}, or perhaps {next(p for p in staff if p != best)}") == 0.0
+
+
+def test_latest_film_director_listing_every_director_scores_zero(world):
+    def two_films(p: str) -> bool:
+        films = world.many(p, "acted_in")
+        return len(films) == 2 and len({world.one(f, "directed", "in") for f in films}) == 2 and len({world.attrs[f]["year"] for f in films}) == 2
+
+    person = first(world, "person", two_films)
+    films = world.many(person, "acted_in")
+    latest = max(films, key=lambda f: world.attrs[f]["year"])
+    director = world.one(latest, "directed", "in")
+    task = make_task("latest_film_director", "multi_step", entities=[person])
+    assert scored(task, f"The most recent film {person} acted in is {latest}, directed by {director}.") == 1.0
+    # naming the other film (not a rival: the answer is a person) is fine
+    assert scored(task, f"{person} acted in {_join(films)}; the latest, {latest}, was directed by {director}.") == 1.0
+    directors = sorted({world.one(f, "directed", "in") for f in films})
+    assert scored(task, " or ".join(directors)) == 0.0
+
+
+def _join(names):
+    return kg._join(list(names))
+
+
+def test_number_hedges_score_zero_and_separators_are_read(world):
+    company = world.by_type["company"][0]
+    year = world.attrs[company]["founded"]
+    task = make_task("attribute", entities=[company], attribute="founded")
+    assert scored(task, f"{company} was founded in {year} or {year + 1}.") == 0.0
+    assert scored(task, f"Either {year - 1}, {year} or {year + 1}.") == 0.0
+    assert scored(task, f"{company} was founded in {year}, {2024 - year} years ago.") == 1.0  # not a rival year
+    city = world.by_type["city"][0]
+    population = world.attrs[city]["population"]
+    task = make_task("attribute", entities=[city], attribute="population")
+    assert population >= 1_000_000 or population >= 20_000
+    assert scored(task, f"{city} has a population of {population:,}.") == 1.0
+    assert scored(task, f"{city} has a population of {population}.") == 1.0
+    assert scored(task, f"{city} has {population:,} or {population + 1000:,} people.") == 0.0
+    companies = world.by_type["company"][:2]
+    years = [world.attrs[c]["founded"] for c in companies]
+    task = make_task("founding_years", "parallel", entities=companies)
+    assert scored(task, f"{companies[0]}: {years[0]}; {companies[1]}: {years[1]}") == 1.0
+    rival = next(y for y in range(1900, 2020) if y not in years)
+    assert scored(task, f"{companies[0]}: {years[0]} or {rival}; {companies[1]}: {years[1]}") == pytest.approx(2 / 3)
+
+
+def test_list_answers_lose_credit_for_each_wrong_member(world):
+    company = first(world, "company", lambda c: len(world.many(c, "works_at", "in")) >= 3)
+    staff = world.many(company, "works_at", "in")
+    outsider = next(p for p in world.by_type["person"] if p not in staff)
+    task = make_task("employees", entities=[company])
+    assert scored(task, ", ".join(staff)) == 1.0
+    assert scored(task, ", ".join([*staff, outsider])) == pytest.approx(len(staff) / (len(staff) + 1))
+    first_company = world.by_type["company"][0]
+    second = first(world, "company", lambda c: world.one(c, "located_in") != world.one(first_company, "located_in"))
+    companies = [first_company, second]
+    cities = [world.one(c, "located_in") for c in companies]
+    wrong = next(c for c in world.by_type["city"] if c not in cities)
+    task = make_task("hq_many", "parallel", entities=companies)
+    assert scored(task, f"{companies[0]} is in {cities[0]}; {companies[1]} is in {cities[1]}") == 1.0
+    assert scored(task, f"{companies[0]} is in {cities[0]}; {companies[1]} is in {wrong}") == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_oracle_scores_full_marks_on_every_family(split):
+    families = set()
+    for difficulty in DIFFICULTIES:
+        for seed in range(201):
+            task = KnowledgeGraphEnv.generate_task(split, difficulty, seed)
+            record = KnowledgeGraphEnv.oracle(task).record
+            assert record.task_completion == 1.0, (task.id, record.final_answer)
+            families.add(task.family)
+    assert families == {f.split(" ")[0] for fs in KnowledgeGraphEnv.families.values() for f in fs}
