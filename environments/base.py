@@ -338,8 +338,13 @@ class ToolEnvironment:
         return ToolEnvironment._oracle_cache[key]
 
     @classmethod
-    def oracle(cls, task: Task, **env_options: Any) -> OracleResult:
-        """Solve ``task`` and return the expert trajectory, played through a real episode."""
+    def oracle(cls, task: Task, retry_share: float = 1.0, **env_options: Any) -> OracleResult:
+        """Solve ``task`` and return the expert trajectory, played through a real episode.
+
+        ``retry_share`` is the chance the expert retries a transient failure; otherwise it apologises and
+        stops there (a cautious support agent's habit, and a worse outcome than retrying). Below 1 the
+        trajectories under-teach recovery, which leaves RL something real to learn.
+        """
         from hermes_train.formatting import render_assistant_body
 
         env = cls(**{"max_turns": 64, **env_options})
@@ -359,9 +364,14 @@ class ToolEnvironment:
             calls = [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in step.calls]
             results = [m["content"] for m in play({"role": "assistant", "reasoning_content": step.think, "content": "", "tool_calls": calls})]
             pending = list(range(len(calls)))  # positions in `calls` of the calls made in the last turn
+            gave_up = None
             for attempt in range(MAX_ORACLE_RETRIES + 1):  # retry what failed transiently, as an expert would
                 retry = [pending[j] for j, c in enumerate(episode.record.turns[-1].calls) if c.status == "transient"]
                 if not retry:
+                    break
+                if random.Random(f"{task.id}:give-up:{len(episode.record.calls)}").random() >= retry_share:
+                    failed = calls[retry[0]]["function"]["name"]
+                    gave_up = Answer(f"Sorry, the {failed} service is unavailable right now, so I could not finish this. Please try again later.")
                     break
                 if attempt == MAX_ORACLE_RETRIES:
                     raise RuntimeError(f"{task.id}: still failing transiently after {MAX_ORACLE_RETRIES} retries; lower transient_failure_rate")
@@ -369,6 +379,9 @@ class ToolEnvironment:
                 for i, message in zip(retry, again):
                     results[i] = message["content"]
                 pending = retry
+            if gave_up is not None:
+                answer = gave_up
+                break
             try:
                 step = solver.send(results)
             except StopIteration as stop:

@@ -116,6 +116,8 @@ class DataSource(BaseModel):
     weight: float = Field(ge=0.0, description="Relative share of the mix (normalised over all sources).")
     split: str = Field("train", description="Dataset split to read.")
     max_examples: int | None = Field(None, gt=0, description="Cap on examples read from this source.")
+    retry_share: float = Field(1.0, ge=0.0, le=1.0, description="'env' only: chance the demonstrations retry a "
+                               "transient failure; otherwise they apologise and stop (under-teaching recovery).")
 
 
 class DataConfig(BaseModel):

@@ -361,8 +361,8 @@ def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = No
     """The trainer ``run_grpo`` trains with (``args`` defaults to ``grpo_training_args(recipe)``); writes nothing."""
     from peft import PeftModel
 
-    from hermes_train.models import load_causal_lm
-    from hermes_train.sft import _lora_config, choose_precision
+    from hermes_train.models import load_causal_lm, lora_config
+    from hermes_train.sft import choose_precision
 
     if args is None:
         args = grpo_training_args(recipe)
@@ -384,7 +384,7 @@ def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = No
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=_lora_config(recipe) if adapter is None else None,
+        peft_config=lora_config(recipe) if adapter is None else None,
         environment_factory=environment_factories(recipe),
         callbacks=callbacks,
     )

@@ -45,6 +45,15 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.name_or_path), **options)
 
 
+def lora_config(recipe: Recipe):
+    """The PEFT LoRA config of the recipe (SFT, GRPO and both PPO adapters)."""
+    from peft import LoraConfig
+
+    lora = recipe.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                      bias=lora.bias, task_type="CAUSAL_LM")
+
+
 def starting_adapter(recipe: Recipe) -> Path | None:
     """The adapter the RL stages (PPO, GRPO) start from: the run's SFT adapter, else ``lora.adapter_path``, else
     None (the base)."""

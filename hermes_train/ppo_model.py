@@ -60,14 +60,6 @@ def load_policy(recipe: Recipe, adapter_dir: str | Path, **model_kwargs):
     return PeftModel.from_pretrained(load_merged_base(recipe, beneath, **model_kwargs), str(adapter_dir))
 
 
-def lora_config(recipe: Recipe):
-    from peft import LoraConfig
-
-    lora = recipe.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                      bias=lora.bias, task_type="CAUSAL_LM")
-
-
 class ActorCritic(nn.Module):
     """Actor (policy adapter), reference (adapters off) and critic (value head + critic adapter) in one module."""
 
@@ -151,6 +143,8 @@ class ActorCritic(nn.Module):
 def build_actor_critic(recipe: Recipe, start_adapter: Path | None, **model_kwargs) -> ActorCritic:
     """Load the base (with ``start_adapter`` merged in), add the actor and critic adapters and the value head."""
     from peft import get_peft_model
+
+    from hermes_train.models import lora_config
 
     merged = [start_adapter] if start_adapter is not None else []
     base = load_merged_base(recipe, merged, **model_kwargs)

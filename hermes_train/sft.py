@@ -143,20 +143,6 @@ def register_packed_attention() -> str:
     return PACKED_ATTENTION
 
 
-def _lora_config(recipe: Recipe):
-    from peft import LoraConfig
-
-    lora = recipe.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        bias=lora.bias,
-        task_type="CAUSAL_LM",
-    )
-
-
 def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
     """What only SFT can check, before anything is loaded or replaced (``replacing``: a fresh run that will
     replace the adapter and checkpoints in ``output_dir/sft``)."""
@@ -264,7 +250,7 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     from transformers.trainer_utils import IntervalStrategy
     from trl import SFTTrainer
 
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.models import load_causal_lm, load_tokenizer, lora_config
 
     _check_recipe(recipe)
     sft = recipe.sft
@@ -295,7 +281,7 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     if recipe.lora.adapter_path:
         model = PeftModel.from_pretrained(model, recipe.lora.adapter_path, is_trainable=True)
     else:
-        peft_config = _lora_config(recipe)
+        peft_config = lora_config(recipe)
 
     trainer = SFTTrainer(
         model=model,

@@ -2,9 +2,14 @@
 
 Nothing is downloaded. The tokenizer is trained with ``tokenizers`` on Hermes-format conversations the
 project generates itself (``hermes_train.synthetic``), with the format's framing and tag tokens as single
-ids and the Hermes chat template stored in it; the model is randomly initialised. Both are saved as an
-ordinary HF folder, so every stage loads them with ``from_pretrained`` like any hub model. The same size
-and seed give byte-identical files.
+ids and the Hermes chat template stored in it. The model is then briefly *pre-trained* (all parameters)
+on plain-text documents about the same world (see ``pretraining_documents``), because LoRA cannot teach
+a randomly initialised network anything in minutes: measured on ``tiny:s`` over 90 s of tool-call SFT,
+LoRA r=8 / r=128 on a random base reached held-out loss 7.16 / 6.97, full training 2.90. The
+pre-trained base knows JSON, the domain and how to copy ids, like a real base model; it has never seen
+the chat template or the tool-call tags, which SFT teaches. Both are saved as an ordinary HF folder, so
+every stage loads them with ``from_pretrained`` like any hub model. The same size and seed give
+byte-identical files on one machine (pre-training on CPU is deterministic for a fixed thread count).
 
 Recipes name it ``tiny:xs`` or ``tiny:s``; ``ensure_tiny_model`` builds it on first use into a cache
 directory (``$HERMES_TRAIN_CACHE``, default ``~/.cache/hermes_train``) under a file lock, so several
@@ -14,9 +19,13 @@ ranks of one launch build it once.
 from __future__ import annotations
 
 import fcntl
+import json
+import math
 import os
+import random
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,13 +35,17 @@ from hermes_train import formatting, synthetic
 from hermes_train.errors import HermesTrainError
 
 # Bump when the corpus, tokenizer recipe or model shape changes: cached builds are keyed by it.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
+PRETRAIN_SEED_BASE = 500_000  # train-split seeds far from those the SFT mix draws (0, 1, ...)
 TINY_NAME_RE = re.compile(r"^tiny:(?P<size>[a-z]+)$")
 
 # Qwen2's pre-tokenisation: digits split one by one (helps arithmetic), punctuation runs kept together.
 PRETOKENIZE_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+
+
+PRETRAIN_STEPS_S = 300
 
 
 @dataclass(frozen=True)
@@ -48,15 +61,22 @@ class TinySize:
     max_position_embeddings: int = 4096
     corpus_per_category: int = 2000
     env_tasks_per_difficulty: int = 40
+    # Pre-training: steps of `pretrain_batch` rows of `pretrain_seq_len` tokens (packed documents).
+    pretrain_steps: int = 0
+    pretrain_batch: int = 8
+    pretrain_seq_len: int = 512
+    pretrain_lr: float = 3e-3
+    pretrain_tasks_per_difficulty: int = 60
 
 
 SIZES: dict[str, TinySize] = {
-    # 0.23M parameters (2,049-token vocabulary): for tests and smoke runs.
+    # 0.23M parameters (2,049-token vocabulary): for tests and smoke runs (a token pre-training).
     "xs": TinySize(vocab_size=2048, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=2, intermediate_size=192),
+                   num_key_value_heads=2, intermediate_size=192, pretrain_steps=8, pretrain_seq_len=256,
+                   pretrain_tasks_per_difficulty=2),
     # 1.3M parameters (4,097-token vocabulary): the default recipe's model.
     "s": TinySize(vocab_size=4096, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2, intermediate_size=384),
+                  num_key_value_heads=2, intermediate_size=384, pretrain_steps=PRETRAIN_STEPS_S),
 }
 
 
@@ -76,6 +96,98 @@ def corpus(size: TinySize, seed: int) -> Iterator[str]:
             for task in env.tasks("train", difficulty, size.env_tasks_per_difficulty, start_seed=seed * 100_000):
                 result = env.oracle(task)
                 yield formatting.render_conversation(result.messages, result.tools)
+
+
+def _as_text(message: dict) -> str:
+    """One message as a line of a plain-text log: the format's tokens, but not its protocol.
+
+    Turns end with ``<|im_end|>`` and reasoning, calls and results sit in their tags (so the base has seen
+    those tokens, as real base models have), but there is no ``<|im_start|>role`` framing and calls are
+    written as Python-style calls, not the Hermes JSON object: SFT has to teach the protocol.
+    """
+    role, content = message["role"], message.get("content") or ""
+    if not isinstance(content, str):  # tool results are JSON values
+        content = json.dumps(content, ensure_ascii=False)
+    if role == "system":
+        return f"Instructions: {content}{formatting.IM_END}"
+    if role == "user":
+        return f"Request: {content}{formatting.IM_END}"
+    if role == "tool":
+        return f"{formatting.TOOL_RESPONSE_START}{content}{formatting.TOOL_RESPONSE_END}{formatting.IM_END}"
+    parts = [f"{formatting.THINK_START}{message['reasoning_content']}{formatting.THINK_END}"] if message.get("reasoning_content") else []
+    for call in message.get("tool_calls") or []:
+        arguments = call["function"]["arguments"]
+        if isinstance(arguments, str):
+            arguments = json.loads(arguments)
+        listed = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+        parts.append(f"{formatting.TOOL_CALL_START}{call['function']['name']}({listed}){formatting.TOOL_CALL_END}")
+    return " ".join(parts + ([content] if content else [])) + formatting.IM_END
+
+
+def pretraining_documents(size: TinySize, seed: int) -> Iterator[str]:
+    """The base model's pre-training text: plain documents about the world the agent will act in.
+
+    Each environment's API reference (its tool schemas as JSON), its train-split tasks written as call logs
+    (request, reasoning, Python-style calls, results, answer; see ``_as_text``) and every synthetic category
+    as plain text. Never the chat template's role framing or the Hermes call object: turning this
+    knowledge into Hermes-format tool calls is what SFT teaches. Tasks come from a seed range the SFT mix does not draw from, and no transient failure
+    appears (recovering from those is left for the later stages to learn).
+    """
+    from environments.record import DIFFICULTIES
+    from environments.registry import NAMES, get_environment
+
+    rng = random.Random(f"pretrain:{seed}")
+    documents = []
+    for name in NAMES:
+        env = get_environment(name)
+        reference = "\n".join(json.dumps(t, ensure_ascii=False) for t in env.tool_schemas())
+        documents += [f"API reference: {name}\n{formatting.TOOLS_START}\n{reference}\n{formatting.TOOLS_END}"] * 3
+        for difficulty in DIFFICULTIES:
+            tasks = env.tasks("train", difficulty, size.pretrain_tasks_per_difficulty, start_seed=PRETRAIN_SEED_BASE + seed * 100_000)
+            for task in tasks:
+                result = env.oracle(task)
+                documents.append(f"Log: {name}\n" + "\n".join(_as_text(m) for m in result.messages))
+    for category in synthetic.GENERATORS:
+        for example in synthetic.generate(category, size.pretrain_tasks_per_difficulty * 5, seed + 1):
+            documents.append("\n".join(_as_text(m) for m in example["messages"]))
+    rng.shuffle(documents)
+    yield from documents
+
+
+def pretrain(model, tokenizer, size: TinySize, seed: int, log=None) -> dict[str, float]:
+    """Train every parameter on the packed pre-training documents (``size.pretrain_steps`` steps)."""
+    import torch
+
+    if size.pretrain_steps <= 0:
+        return {}
+    separator = tokenizer.convert_tokens_to_ids(formatting.PAD_TOKEN)
+    row_tokens = size.pretrain_seq_len + 1
+    need = size.pretrain_steps * size.pretrain_batch * row_tokens
+    stream: list[int] = []
+    while len(stream) < need:  # repeat the corpus (reshuffled per pass) until the step budget is covered
+        for document in pretraining_documents(size, seed + len(stream)):
+            stream += tokenizer.encode(document, add_special_tokens=False) + [separator]
+    rows = torch.tensor(stream[:need]).view(size.pretrain_steps, size.pretrain_batch, row_tokens)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warmup = max(1, size.pretrain_steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+        (step + 1) / warmup, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / size.pretrain_steps))))
+    model.train()
+    losses = []
+    for step in range(size.pretrain_steps):
+        batch = rows[step]
+        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if log is not None and ((step + 1) % 25 == 0 or step + 1 == size.pretrain_steps):
+            log(f"pre-training step {step + 1}/{size.pretrain_steps}: loss {sum(losses[-25:]) / len(losses[-25:]):.3f}")
+    model.eval()
+    return {"first_loss": losses[0], "last_loss": sum(losses[-10:]) / len(losses[-10:]), "tokens": need}
 
 
 def build_tokenizer(size: TinySize, seed: int):
@@ -112,7 +224,7 @@ def build_tokenizer(size: TinySize, seed: int):
 
 
 def build_model(size: TinySize, tokenizer, seed: int):
-    """A randomly initialised Qwen2 causal LM matching the tokenizer."""
+    """A randomly initialised Qwen2 causal LM matching the tokenizer (``pretrain`` trains it next)."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -138,14 +250,15 @@ def build_model(size: TinySize, tokenizer, seed: int):
     return model
 
 
-def build_tiny(out_dir: str | Path, size: str = "s", seed: int = 0) -> Path:
-    """Build the tiny tokenizer and model into ``out_dir`` (an HF folder) and return its path."""
+def build_tiny(out_dir: str | Path, size: str = "s", seed: int = 0, log=None) -> Path:
+    """Build the tiny tokenizer and pre-trained model into ``out_dir`` (an HF folder) and return its path."""
     if size not in SIZES:
         raise HermesTrainError(f"unknown tiny model size {size!r}; choose one of {', '.join(SIZES)}")
     shape = SIZES[size]
     out = Path(out_dir)
     tokenizer = build_tokenizer(shape, seed)
     model = build_model(shape, tokenizer, seed)
+    pretrain(model, tokenizer, shape, seed, log=log)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)
     model.save_pretrained(out)
@@ -168,7 +281,9 @@ def ensure_tiny_model(size: str, seed: int = 0, cache_dir: str | Path | None = N
         if not (target / "config.json").exists():
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
             try:
-                build_tiny(staging, size=size, seed=seed)
+                print(f"building tiny:{size} (seed {seed}) into {target}: tokenizer, then pre-training (once; cached)",
+                      file=sys.stderr, flush=True)
+                build_tiny(staging, size=size, seed=seed, log=lambda m: print(f"tiny:{size}: {m}", file=sys.stderr, flush=True))
                 os.replace(staging, target)  # atomic: a half-written build is never visible
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

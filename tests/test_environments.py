@@ -195,6 +195,19 @@ def test_transient_failures_are_injected_and_the_oracle_recovers(name):
 
 
 @pytest.mark.parametrize("name", ENVS)
+def test_an_oracle_that_does_not_retry_apologises_and_fails_the_task(name):
+    cls = get_environment(name)
+    for task in cls.tasks("test", "recovery", 5):
+        result = cls.oracle(task, retry_share=0.0)
+        final = result.messages[-1]
+        assert final["role"] == "assistant" and "unavailable right now" in final["content"], task.id
+        last_calls = [turn.calls for turn in result.record.turns if turn.calls][-1]
+        assert any(c.status == "transient" for c in last_calls)  # it stopped right at the failure
+        assert result.record.task_completion < 1.0
+        assert cls.oracle(task, retry_share=1.0).record.task_completion == 1.0
+
+
+@pytest.mark.parametrize("name", ENVS)
 def test_recovery_tasks_schedule_a_failure_the_oracle_retries(name):
     cls = get_environment(name)
     for task in cls.tasks("test", "recovery", 10):

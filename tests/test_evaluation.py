@@ -78,7 +78,7 @@ def test_eval_on_the_tiny_model_writes_summary_report_and_plots(tmp_path, tiny_c
     from transformers import AutoModelForCausalLM
 
     from hermes_train.cli import main
-    from hermes_train.ppo_model import lora_config
+    from hermes_train.models import lora_config
 
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=16", "environments.names=[apis,database]",
                  "environments.max_turns=2", "eval.bootstrap_samples=200"]

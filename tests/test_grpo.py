@@ -262,9 +262,10 @@ def write_sft_adapter(recipe) -> Path:
     from peft import get_peft_model
 
     from hermes_train.models import load_causal_lm
-    from hermes_train.sft import _lora_config, sft_dir
+    from hermes_train.models import lora_config
+    from hermes_train.sft import sft_dir
 
-    model = get_peft_model(load_causal_lm(recipe.model), _lora_config(recipe))
+    model = get_peft_model(load_causal_lm(recipe.model), lora_config(recipe))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:

@@ -78,7 +78,8 @@ def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from hermes_train.ppo_model import build_actor_critic, load_policy, lora_config
+    from hermes_train.models import lora_config
+    from hermes_train.ppo_model import build_actor_critic, load_policy
 
     recipe = recipe_for(tmp_path)
     sft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora_config(recipe))

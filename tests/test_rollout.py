@@ -104,8 +104,6 @@ def test_loss_mask_and_logprobs_cover_only_policy_tokens(policy, tiny_tokenizer)
 
 
 def test_garbage_policy_episodes_end_within_the_limits(policy, tiny_tokenizer):
-    # (Seed 1 makes the garbage answer of the knowledge_graph task contain "work", which its verifier accepts
-    # for a works_at connection: a reward hole of that environment, reported, not this test's business.)
     torch.manual_seed(2)
     tasks = [get_environment(n).generate_task("test", "single", i) for i, n in enumerate(["apis", "web_shop", "filesystem", "knowledge_graph"])]
     settings = RolloutSettings(max_new_tokens_per_turn=24, max_turns=3, max_episode_tokens=1200)

@@ -6,7 +6,7 @@ Sources (``data.sources`` in the recipe):
   from a hub id or local files (``hermes_train.data.loaders``);
 * ``env``: expert trajectories of the simulated environments' train split (``environments.names`` and
   ``environments.difficulties`` of the recipe, round-robin; transient failures at the recipe's rate, so
-  retries are demonstrated);
+  retries are demonstrated, in the source's ``retry_share`` of cases; the rest apologise and stop);
 * ``synthetic``: the project's own small generators for the source's category (``hermes_train.synthetic``).
 
 Counts per source follow the weights exactly (largest remainder over ``data.num_examples``), the eval
@@ -78,7 +78,7 @@ def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def env_examples(recipe: Recipe, n: int, seed: int, category: str, source: str) -> list[dict[str, Any]]:
+def env_examples(recipe: Recipe, n: int, seed: int, category: str, source: str, retry_share: float = 1.0) -> list[dict[str, Any]]:
     """``n`` expert trajectories from the environments' train split, spread over environments and difficulties."""
     from environments.registry import get_environment
 
@@ -92,7 +92,7 @@ def env_examples(recipe: Recipe, n: int, seed: int, category: str, source: str) 
         name, difficulty = cells[i % len(cells)]
         cls = get_environment(name)
         task = cls.generate_task("train", difficulty, seed * 1_000_003 + i // len(cells))
-        result = cls.oracle(task, **options)
+        result = cls.oracle(task, retry_share=retry_share, **options)
         examples.append({"messages": result.messages, "tools": result.tools, "category": category, "source": source})
     return examples
 
@@ -101,7 +101,7 @@ def source_pool(recipe: Recipe, source: DataSource, needed: int) -> tuple[list[d
     """The examples a source offers: generated ones exactly as many as needed, loaded ones all there are."""
     seed = recipe.seed
     if source.kind == "env":
-        return env_examples(recipe, needed, seed, source.category, source.name), SkipStats()
+        return env_examples(recipe, needed, seed, source.category, source.name, source.retry_share), SkipStats()
     if source.kind == "synthetic":
         made = [{**e, "category": source.category, "source": source.name} for e in synthetic.generate(source.category, needed, seed)]
         return made, SkipStats()
