@@ -1,4 +1,4 @@
-"""The whole recipe in one call: data + SFT -> PPO -> GRPO (when enabled) -> evaluation -> report.
+"""The whole recipe in one call: (tiny model) -> data + SFT -> PPO -> GRPO (when enabled) -> evaluation -> report.
 
 Each stage is skipped when its output is already complete, so a stopped pipeline continues where it
 stopped: SFT when its adapter exists, PPO when its final adapter exists (resumed from its last checkpoint
@@ -45,6 +45,8 @@ def run_pipeline(recipe: Recipe) -> list[StageResult]:
     from hermes_train.report import report_after_stage
     from hermes_train.sft import run_sft, sft_dir
 
+    from hermes_train.tiny_model import TINY_NAME_RE, cached_build, resolve_model_path
+
     results: list[StageResult] = []
 
     def stage(name: str, done: bool, run, resumable: bool = False) -> None:
@@ -55,6 +57,10 @@ def run_pipeline(recipe: Recipe) -> list[StageResult]:
         run()
         results.append(StageResult(name, "resumed" if resumable else "done", time.perf_counter() - start))
 
+    tiny = TINY_NAME_RE.match(recipe.model.name_or_path)
+    if tiny:  # built (tokenizer + pre-training) once, then cached for every later run
+        built = (cached_build(tiny["size"]) / "config.json").is_file()
+        stage("tiny model", built, lambda: resolve_model_path(recipe.model.name_or_path))
     stage("data + sft", _adapter_done(sft_dir(recipe)), lambda: run_sft(recipe))
     progress = ppo_progress(recipe)
     stage("ppo", progress == "done", lambda: run_ppo(recipe, resume=progress == "partial"), resumable=progress == "partial")

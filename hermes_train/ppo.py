@@ -168,15 +168,6 @@ def batch_from_trajectories(trajectories: list[Trajectory], pad_id: int, device)
     return Batch(ids.to(device), attention.to(device), actions.to(device), logprobs.to(device))
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Log-prob of each token under the logits of the position before it (``log_softmax(logits / T)``, as the
-    rollout samples); column 0 (no predecessor) is 0."""
-    from trl.trainer.utils import selective_log_softmax
-
-    lp = selective_log_softmax(logits[:, :-1].float() / temperature, input_ids[:, 1:])
-    return torch.nn.functional.pad(lp, (1, 0))
-
-
 def token_values(values: torch.Tensor) -> torch.Tensor:
     """The value of the state before token ``t`` is the critic's output at ``t - 1``."""
     return torch.nn.functional.pad(values[:, :-1].float(), (1, 0))
@@ -485,7 +476,6 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
     from trl.models.utils import unwrap_model_for_generation
-    from trl.trainer.utils import entropy_from_logits
 
     from hermes_train.config import save_resolved_recipe
     from hermes_train.distributed import make_accelerator, whole_weights
@@ -580,7 +570,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
             for start in range(0, len(trajectories), sizes.micro_batch):
                 rows = slice(start, start + sizes.micro_batch)
                 ids, attention = batch.input_ids[rows], batch.attention_mask[rows]
-                ref_chunks.append(token_logprobs(model(ids, attention, mode="reference")["logits"], ids, settings.temperature))
+                ref_chunks.append(model(ids, attention, mode="reference", action_mask=mask[rows], temperature=settings.temperature)["logprobs"])
                 value_chunks.append(token_values(model(ids, attention, mode="value")["values"]))
         batch.ref_logprobs, batch.values = torch.cat(ref_chunks) * mask, torch.cat(value_chunks) * mask
         kl = ppo_core.kl_penalty(batch.logprobs, batch.ref_logprobs, ppo.kl_estimator) * mask
@@ -606,14 +596,12 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
                 for micro_start in range(0, len(minibatch), sizes.micro_batch):
                     micro = batch.rows(minibatch[micro_start : micro_start + sizes.micro_batch].to(batch.input_ids.device))
                     with accelerator.accumulate(model):
-                        out = model(micro.input_ids, micro.attention_mask, mode="train")
-                        logits = out["logits"]
-                        logprobs = token_logprobs(logits, micro.input_ids, settings.temperature)
+                        out = model(micro.input_ids, micro.attention_mask, mode="train", action_mask=micro.action_mask,
+                                    temperature=settings.temperature, entropy_grad=ppo.entropy_coef > 0)
+                        logprobs, entropy = out["logprobs"], out["entropy"]
                         values = token_values(out["values"])
                         pg_loss, pg_stats = ppo_core.policy_loss(logprobs, micro.logprobs, micro.advantages, micro.action_mask, ppo.clip_range)
                         vf_loss, vf_stats = ppo_core.value_loss(values, micro.values, micro.returns, micro.action_mask, ppo.value_clip_range)
-                        with torch.no_grad() if ppo.entropy_coef == 0 else torch.enable_grad():
-                            entropy = ppo_core.masked_mean(entropy_from_logits(logits[:, :-1].float() / settings.temperature), micro.action_mask[:, 1:])
                         loss = pg_loss + ppo.vf_coef * vf_loss - ppo.entropy_coef * entropy
                         # NaN/inf guard: every rank skips together, or DDP/DeepSpeed would wait on a backward forever.
                         broken = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss).item()), device=accelerator.device), "max").item()

@@ -116,6 +116,32 @@ class ActorCritic(nn.Module):
         with self.policy.disable_adapter():
             return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def action_logprobs(self, input_ids, attention_mask, action_mask, temperature: float, reference: bool = False,
+                        entropy_grad: bool = False) -> dict[str, torch.Tensor]:
+        """Log-probs of the policy's own tokens (``action_mask``), one per position like the rollout's (0 elsewhere;
+        column 0 has no predecessor), and their mean entropy.
+
+        The LM head runs only where a policy token is predicted, not over the whole sequence: most of an episode
+        is system prompt and tool results, and with a large vocabulary the full logits (batch x length x vocab
+        floats) would dominate the update's time and memory.
+        """
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        causal_lm = self.policy.get_base_model()
+        if reference:
+            with self.policy.disable_adapter():
+                hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        else:
+            self._activate(self.policy, POLICY_ADAPTER)
+            hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        predicts_action = action_mask[:, 1:].bool()  # position t predicts token t + 1
+        logits = causal_lm.get_output_embeddings()(hidden[:, :-1][predicts_action]).float() / temperature
+        chosen = selective_log_softmax(logits, input_ids[:, 1:][predicts_action])
+        logprobs = torch.zeros(predicts_action.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(predicts_action, chosen)
+        with torch.enable_grad() if entropy_grad else torch.no_grad():
+            entropy = entropy_from_logits(logits).mean() if len(logits) else logits.new_zeros(())
+        return {"logprobs": torch.nn.functional.pad(logprobs, (1, 0)), "entropy": entropy}
+
     def values(self, input_ids, attention_mask):
         model = self.critic_model
         self._activate(model, CRITIC_ADAPTER)
@@ -126,8 +152,15 @@ class ActorCritic(nn.Module):
             self._activate(self.policy, POLICY_ADAPTER)  # generation and saving expect the actor active
         return values
 
-    def forward(self, input_ids, attention_mask, mode: str = "train") -> dict[str, torch.Tensor]:
+    def forward(self, input_ids, attention_mask, mode: str = "train", action_mask=None, temperature: float = 1.0,
+                entropy_grad: bool = False) -> dict[str, torch.Tensor]:
         # One entry point, so that DeepSpeed's engine (whose forward is the module's) runs every pass.
+        if action_mask is not None and mode in ("reference", "train"):  # log-probs of the policy's tokens only
+            out = self.action_logprobs(input_ids, attention_mask, action_mask, temperature, reference=mode == "reference",
+                                       entropy_grad=entropy_grad)
+            if mode == "train":
+                out["values"] = self.values(input_ids, attention_mask)
+            return out
         if mode == "policy":
             return {"logits": self.policy_logits(input_ids, attention_mask)}
         if mode == "reference":

@@ -45,7 +45,7 @@ PRETOKENIZE_PATTERN = (
 )
 
 
-PRETRAIN_STEPS_S = 300
+PRETRAIN_STEPS_S = 900
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class TinySize:
     pretrain_batch: int = 8
     pretrain_seq_len: int = 512
     pretrain_lr: float = 3e-3
-    pretrain_tasks_per_difficulty: int = 60
+    pretrain_tasks_per_difficulty: int = 100
 
 
 SIZES: dict[str, TinySize] = {
@@ -269,10 +269,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("HERMES_TRAIN_CACHE", Path.home() / ".cache" / "hermes_train"))
 
 
+def cached_build(size: str, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
+    """Where the build of ``tiny:<size>`` lives in the cache (it may not be built yet)."""
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    return root / f"tiny-{size}-seed{seed}-v{BUILDER_VERSION}"
+
+
 def ensure_tiny_model(size: str, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
     """The cached build of ``tiny:<size>``, building it first if it is not there yet."""
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    target = root / f"tiny-{size}-seed{seed}-v{BUILDER_VERSION}"
+    target = cached_build(size, seed, cache_dir)
+    root = target.parent
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)

@@ -160,7 +160,14 @@ def _run_config(args: argparse.Namespace, name: str) -> dict:
 
     from hermes_train import ppo_core
     from hermes_train.config import load_recipe
-    from hermes_train.ppo import token_logprobs, token_values
+    from trl.trainer.utils import selective_log_softmax
+
+    from hermes_train.ppo import token_values
+
+    def token_logprobs(logits, ids, temperature):
+        # Full-sequence logits in every configuration, so the three compare like for like (train_ppo itself
+        # now runs the LM head on the policy's positions only, which saves more in all three).
+        return torch.nn.functional.pad(selective_log_softmax(logits[:, :-1].float() / temperature, ids[:, 1:]), (1, 0))
     from hermes_train.ppo_model import build_actor_critic, load_merged_base
 
     if args.threads:

@@ -84,7 +84,7 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     assert "## Evaluation" in report and "## SFT" in report and "## PPO" in report
     assert (run / "ppo_rewards.png").stat().st_size > 0 and (run / "sft_loss.png").stat().st_size > 0
     again = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
-    assert again.returncode == 0 and again.stderr.count("done earlier") == 3
+    assert again.returncode == 0 and again.stderr.count("done earlier") == 4  # tiny model, sft, ppo, eval
     # The PPO adapter exports merged with the SFT adapter beneath it: same logits as the stacked policy.
     exported = hermes("export", str(run), "--merge", "--stage", "ppo", env={"HERMES_TRAIN_CACHE": tiny_cache})
     assert exported.returncode == 0, exported.stderr[-2000:]

@@ -99,7 +99,9 @@ def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache
 def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenizer, tmp_path):
     """The importance ratio starts at 1: what the rollout recorded is what the update recomputes, token by token."""
     from environments.registry import get_environment
-    from hermes_train.ppo import batch_from_trajectories, token_logprobs
+    from trl.trainer.utils import selective_log_softmax
+
+    from hermes_train.ppo import batch_from_trajectories
     from hermes_train.rollout import RolloutEngine, RolloutSettings
 
     perturb(actor_critic.actor_parameters())
@@ -108,10 +110,18 @@ def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenize
     trajectories = RolloutEngine(actor_critic.policy, tiny_tokenizer, settings).rollout(tasks)
     batch = batch_from_trajectories(trajectories, tiny_tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
-        recomputed = token_logprobs(actor_critic(batch.input_ids, batch.attention_mask, mode="policy")["logits"], batch.input_ids, 0.7)
+        # what the update computes: the LM head on the policy's own positions only
+        out = actor_critic(batch.input_ids, batch.attention_mask, mode="train", action_mask=batch.action_mask, temperature=0.7)
+        # and, independently, from the full logits of the whole sequence
+        logits = actor_critic(batch.input_ids, batch.attention_mask, mode="policy")["logits"][:, :-1] / 0.7
+        full = torch.nn.functional.pad(selective_log_softmax(logits, batch.input_ids[:, 1:]), (1, 0))
     mask = batch.action_mask.bool()
     assert mask.sum() > 20
-    torch.testing.assert_close(recomputed[mask], batch.logprobs[mask], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(out["logprobs"][mask], batch.logprobs[mask], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(out["logprobs"][mask], full[mask], atol=1e-5, rtol=1e-5)
+    assert (out["logprobs"][~mask] == 0).all() and out["values"].shape == batch.input_ids.shape
+    entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)[mask[:, 1:]].mean()
+    torch.testing.assert_close(out["entropy"], entropy, atol=1e-5, rtol=1e-5)
 
 
 def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
