@@ -2,7 +2,8 @@
 
 * task_completion: the environment verifier's score of the final answer and final state.
 * tool_accuracy: ``max(0, 1 - invalid_call_penalty x invalid calls)``; invalid = unparseable, unknown
-  tool, or arguments failing the tool's JSON schema.
+  tool, or arguments failing the tool's JSON schema. 0 for an episode that makes no call at all on a task
+  that needs one (as is error_recovery): otherwise doing nothing scores both in full.
 * efficiency: the oracle's minimum number of calls over the calls made (retries of transient failures
   are free), ``min(1, max(min_calls, 1) / max(calls, 1))``; 0 when the task was not completed at all,
   because being quick at failing is not efficient.
@@ -112,6 +113,10 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
     failed = [c for c in calls if c.failed]
     recoveries = _recoveries(record.calls)
 
+    # Answering without a single call on a task that needs one is not accurate tool use, nor a recovery:
+    # otherwise doing nothing scores the accuracy and recovery terms in full, and RL learns to stop calling.
+    idle = not record.calls and record.min_calls > 0
+    accuracy_start = 0.0 if idle else 1.0
     completion = min(1.0, max(0.0, record.task_completion))
     if completion <= 0:
         efficiency = 0.0
@@ -119,9 +124,9 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
         efficiency = min(1.0, max(record.min_calls, 1) / max(len(calls), 1))
     dimensions = {
         "task_completion": completion,
-        "tool_accuracy": max(0.0, 1.0 - penalty * len(invalid)),
+        "tool_accuracy": max(0.0, accuracy_start - penalty * len(invalid)),
         "efficiency": efficiency,
-        "error_recovery": min(1.0, RECOVERY_CREDIT * len(recoveries)) if failed else config.no_error_recovery_score,
+        "error_recovery": min(1.0, RECOVERY_CREDIT * len(recoveries)) if failed else 0.0 if idle else config.no_error_recovery_score,
         "goal_alignment": _goal_alignment(record, calls),
     }
     total = sum(weights[d] * dimensions[d] for d in DIMENSIONS) / weight_sum
@@ -131,7 +136,7 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
     if turns:
         last = max(turns)
         terminal = sum(weights[d] * dimensions[d] for d in ("task_completion", "efficiency", "goal_alignment"))
-        turns[last].reward += (terminal + weights["tool_accuracy"]) / weight_sum
+        turns[last].reward += (terminal + weights["tool_accuracy"] * accuracy_start) / weight_sum
         accuracy_left = 1.0
         for call in invalid:
             cost = min(penalty, accuracy_left)

@@ -35,7 +35,7 @@ from hermes_train import formatting, synthetic
 from hermes_train.errors import HermesTrainError
 
 # Bump when the corpus, tokenizer recipe or model shape changes: cached builds are keyed by it.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 PRETRAIN_SEED_BASE = 500_000  # train-split seeds far from those the SFT mix draws (0, 1, ...)
 TINY_NAME_RE = re.compile(r"^tiny:(?P<size>[a-z]+)$")
 
@@ -101,9 +101,11 @@ def corpus(size: TinySize, seed: int) -> Iterator[str]:
 def _as_text(message: dict) -> str:
     """One message as a line of a plain-text log: the format's tokens, but not its protocol.
 
-    Turns end with ``<|im_end|>`` and reasoning, calls and results sit in their tags (so the base has seen
-    those tokens, as real base models have), but there is no ``<|im_start|>role`` framing and calls are
-    written as Python-style calls, not the Hermes JSON object: SFT has to teach the protocol.
+    Turns end with ``<|im_end|>`` and reasoning, calls (JSON objects) and results sit in their tags, as in
+    the tool-use text real base models have read, but there is no ``<|im_start|>role`` framing, no system
+    prompt with the tool schemas, and no line layout: SFT has to teach the chat protocol. (An earlier
+    version wrote Python-style calls here; SFT then could not unlearn closing a call with ``")`` in its
+    few minutes, and 0% of its calls parsed.)
     """
     role, content = message["role"], message.get("content") or ""
     if not isinstance(content, str):  # tool results are JSON values
@@ -119,8 +121,8 @@ def _as_text(message: dict) -> str:
         arguments = call["function"]["arguments"]
         if isinstance(arguments, str):
             arguments = json.loads(arguments)
-        listed = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
-        parts.append(f"{formatting.TOOL_CALL_START}{call['function']['name']}({listed}){formatting.TOOL_CALL_END}")
+        body = json.dumps({"name": call["function"]["name"], "arguments": arguments}, ensure_ascii=False)
+        parts.append(f"{formatting.TOOL_CALL_START}{body}{formatting.TOOL_CALL_END}")
     return " ".join(parts + ([content] if content else [])) + formatting.IM_END
 
 
@@ -128,9 +130,9 @@ def pretraining_documents(size: TinySize, seed: int) -> Iterator[str]:
     """The base model's pre-training text: plain documents about the world the agent will act in.
 
     Each environment's API reference (its tool schemas as JSON), its train-split tasks written as call logs
-    (request, reasoning, Python-style calls, results, answer; see ``_as_text``) and every synthetic category
-    as plain text. Never the chat template's role framing or the Hermes call object: turning this
-    knowledge into Hermes-format tool calls is what SFT teaches. Tasks come from a seed range the SFT mix does not draw from, and no transient failure
+    (request, reasoning, calls, results, answer; see ``_as_text``) and every synthetic category as plain
+    text. Never the chat template's role framing: turning this knowledge into Hermes-format conversations
+    is what SFT teaches. Tasks come from a seed range the SFT mix does not draw from, and no transient failure
     appears (recovering from those is left for the later stages to learn).
     """
     from environments.record import DIFFICULTIES

@@ -38,21 +38,16 @@ def load_error(path: Path | str, overrides: list[str] | tuple = ()) -> str:
 def test_tiny_recipe_loads_and_matches_its_intent():
     recipe = load_recipe(RECIPES / "tiny.yaml")
     assert recipe.model.name_or_path == "tiny:s"
-    assert (recipe.lora.r, recipe.lora.alpha, recipe.lora.target_modules) == (8, 16, "all-linear")
+    assert recipe.lora.alpha == 2 * recipe.lora.r and recipe.lora.target_modules == "all-linear"
     assert recipe.output_dir == "runs/tiny"
-    assert recipe.seed == 0
-    assert recipe.tracking.wandb is False
-    assert recipe.eval.episodes == 200
-    assert recipe.grpo.max_steps == 20
-    mix = {s.category: (s.kind, s.weight) for s in recipe.data.sources}
-    assert mix == {
-        "tool_call": ("env", 0.30),
-        "reasoning": ("synthetic", 0.25),
-        "instruction": ("synthetic", 0.20),
-        "code": ("synthetic", 0.15),
-        "chat": ("synthetic", 0.10),
-    }
-    assert sum(w for _, w in mix.values()) == pytest.approx(1.0)
+    assert recipe.tracking.backend == "none"  # offline default: nothing leaves the machine
+    assert recipe.eval.episodes >= 200 and recipe.eval.split == "test"  # the held-out measure
+    mix = {s.category: s for s in recipe.data.sources}
+    assert set(mix) == {"tool_call", "reasoning", "instruction", "code", "chat"}  # every category of the Hermes mix
+    assert mix["tool_call"].kind == "env" and mix["tool_call"].weight == max(s.weight for s in mix.values())
+    assert sum(s.weight for s in mix.values()) == pytest.approx(1.0)
+    # Something for RL to learn that SFT under-teaches: transient failures the demonstrations mostly give up on.
+    assert recipe.environments.transient_failure_rate > 0 and mix["tool_call"].retry_share < 1
 
 
 # --- defaults ------------------------------------------------------------------------------------

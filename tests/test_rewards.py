@@ -63,13 +63,19 @@ def test_transient_failures_are_the_environments_not_the_agents():
     assert reward.counts["transient_failures"] == 1
 
 
-def test_prose_without_calls_or_success():
-    record = episode([], answer="I am not sure.", completion=0.0)
-    reward = atropos_reward(record)
-    assert reward.dimensions == {"task_completion": 0.0, "tool_accuracy": 1.0, "efficiency": 0.0, "error_recovery": 1.0, "goal_alignment": 0.0}
-    assert reward.total == pytest.approx(0.40)
-    strict = atropos_reward(record, RewardConfig(no_error_recovery_score=0.0))
-    assert strict.dimensions["error_recovery"] == 0.0 and strict.total == pytest.approx(0.25)
+def test_prose_without_calls_or_success_scores_nothing():
+    # Doing nothing on a task that needs a call must not earn the accuracy and recovery terms (it once scored
+    # 0.40, more than trying and failing, and PPO learned to stop calling).
+    reward = atropos_reward(episode([], answer="I am not sure.", completion=0.0))
+    assert reward.dimensions == {d: 0.0 for d in reward.dimensions}
+    assert reward.total == 0.0 and sum(t.reward for t in reward.per_turn) == pytest.approx(0.0)
+    one_valid_call = atropos_reward(episode([[ok(0)]], answer="I am not sure.", completion=0.0))
+    assert one_valid_call.total > reward.total
+    # A task that needs no call (min_calls 0) answered directly keeps full accuracy and recovery.
+    direct = atropos_reward(episode([], completion=1.0, min_calls=0))
+    assert direct.dimensions["tool_accuracy"] == 1.0 and direct.dimensions["error_recovery"] == 1.0
+    strict = atropos_reward(episode([[ok(0)]], completion=0.0), RewardConfig(no_error_recovery_score=0.0))
+    assert strict.dimensions["error_recovery"] == 0.0
 
 
 def test_tool_accuracy_floors_at_zero_and_the_shares_still_add_up():
