@@ -95,7 +95,9 @@ def test_data_stats_json(capsys, tiny_cache):
     assert main(["data", TINY, "--stats", "--json", "model.name_or_path=tiny:xs", "data.num_examples=100"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert set(stats["categories"]) == {"tool_call", "reasoning", "instruction", "code", "chat"}
-    assert stats["categories"]["tool_call"] == {"count": 30, "share": 0.3}
+    weights = {s.category: s.weight for s in load_recipe(TINY).data.sources}
+    for category, entry in stats["categories"].items():  # the recipe's weights, exactly, out of 100 examples
+        assert entry == {"count": round(100 * weights[category]), "share": pytest.approx(weights[category])}
     assert stats["sources"]["tool_calls"]["kind"] == "env"
     assert stats["skipped"] == {}
     assert stats["train_tokens"]["tokens"]["max"] > 0
@@ -132,3 +134,16 @@ def test_data_convert_command(capsys, tmp_path):
     assert printed.startswith("converted 4, skipped 3 (")
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == 4 and all(set(r) == {"messages", "tools", "category", "source"} for r in rows)
+
+
+@pytest.mark.parametrize("retry_share", [0.0, 1.0])
+def test_env_demonstrations_retry_transient_failures_at_the_sources_share(retry_share):
+    r = recipe("environments.transient_failure_rate=0.5", "data.num_examples=60")
+    r.data.sources = [s.model_copy(update={"retry_share": retry_share}) if s.kind == "env" else s for s in r.data.sources]
+    tool_calls = [e for e in build_mix(r).train if e["category"] == "tool_call"]
+    gave_up = [e for e in tool_calls if "unavailable right now" in (e["messages"][-1].get("content") or "")]
+    retried = [e for e in tool_calls if any("retry the same call" in (m.get("reasoning_content") or "") for m in e["messages"])]
+    if retry_share == 0.0:
+        assert gave_up and not retried  # every transient failure ends the demonstration with an apology
+    else:
+        assert retried and not gave_up
