@@ -209,7 +209,7 @@ def test_training_loss_falls_and_outputs_are_written(trained):
     adapter = run / "sft" / "adapter"
     assert trained.result.adapter == adapter
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["peft_type"] == "LORA" and config["r"] == 8 and config["lora_alpha"] == 16
+    assert config["peft_type"] == "LORA" and (config["r"], config["lora_alpha"]) == (trained.recipe.lora.r, trained.recipe.lora.alpha)
     assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "tokenizer_config.json").is_file()
     assert sorted(p.name for p in (run / "sft").glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-15", "checkpoint-20", "checkpoint-5"]
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"):
