@@ -20,6 +20,7 @@ phase needs (``policy``, ``reference``, ``value`` or ``train`` = policy and valu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,11 +129,9 @@ class ActorCritic(nn.Module):
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
         causal_lm = self.policy.get_base_model()
-        if reference:
-            with self.policy.disable_adapter():
-                hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        else:
+        if not reference:
             self._activate(self.policy, POLICY_ADAPTER)
+        with self.policy.disable_adapter() if reference else contextlib.nullcontext():
             hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         predicts_action = action_mask[:, 1:].bool()  # position t predicts token t + 1
         logits = causal_lm.get_output_embeddings()(hidden[:, :-1][predicts_action]).float() / temperature

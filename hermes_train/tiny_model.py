@@ -6,8 +6,8 @@ ids and the Hermes chat template stored in it. The model is then briefly *pre-tr
 on plain-text documents about the same world (see ``pretraining_documents``), because LoRA cannot teach
 a randomly initialised network anything in minutes: measured on ``tiny:s`` over 90 s of tool-call SFT,
 LoRA r=8 / r=128 on a random base reached held-out loss 7.16 / 6.97, full training 2.90. The
-pre-trained base knows JSON, the domain and how to copy ids, like a real base model; it has never seen
-the chat template or the tool-call tags, which SFT teaches. Both are saved as an ordinary HF folder, so
+pre-trained base knows JSON, the domain and the format's tokens, like a real base model; it has never
+seen the chat template's role framing or a system prompt of tool schemas, which SFT teaches. Both are saved as an ordinary HF folder, so
 every stage loads them with ``from_pretrained`` like any hub model. The same size and seed give
 byte-identical files on one machine (pre-training on CPU is deterministic for a fixed thread count).
 
@@ -122,8 +122,8 @@ def pretraining_documents(size: TinySize, seed: int) -> Iterator[str]:
     Each environment's API reference (its tool schemas as JSON), its train-split tasks written as call logs
     (request, reasoning, calls, results, answer; see ``_as_text``) and every synthetic category as plain
     text. Never the chat template's role framing: turning this knowledge into Hermes-format conversations
-    is what SFT teaches. Tasks come from a seed range the SFT mix does not draw from, and no transient failure
-    appears (recovering from those is left for the later stages to learn).
+    is what SFT teaches. Tasks come from a seed range the SFT mix does not draw from, with no transient failures
+    injected (the recovery difficulty's own failures aside).
     """
     from environments.record import DIFFICULTIES
     from environments.registry import NAMES, get_environment
@@ -145,17 +145,17 @@ def pretraining_documents(size: TinySize, seed: int) -> Iterator[str]:
     yield from documents
 
 
-def pretrain(model, tokenizer, size: TinySize, seed: int, log=None) -> dict[str, float]:
+def pretrain(model, tokenizer, size: TinySize, seed: int, log=None) -> None:
     """Train every parameter on the packed pre-training documents (``size.pretrain_steps`` steps)."""
     import torch
 
     if size.pretrain_steps <= 0:
-        return {}
+        return
     separator = tokenizer.convert_tokens_to_ids(formatting.PAD_TOKEN)
     row_tokens = size.pretrain_seq_len + 1
     need = size.pretrain_steps * size.pretrain_batch * row_tokens
     stream: list[int] = []
-    while len(stream) < need:  # repeat the corpus (reshuffled per pass) until the step budget is covered
+    while len(stream) < need:  # each pass draws fresh tasks (the seed moves on) until the step budget is covered
         for document in pretraining_documents(size, seed + len(stream)):
             stream += tokenizer.encode(document, add_special_tokens=False) + [separator]
     rows = torch.tensor(stream[:need]).view(size.pretrain_steps, size.pretrain_batch, row_tokens)
@@ -178,7 +178,6 @@ def pretrain(model, tokenizer, size: TinySize, seed: int, log=None) -> dict[str,
         if log is not None and ((step + 1) % 25 == 0 or step + 1 == size.pretrain_steps):
             log(f"pre-training step {step + 1}/{size.pretrain_steps}: loss {sum(losses[-25:]) / len(losses[-25:]):.3f}")
     model.eval()
-    return {"first_loss": losses[0], "last_loss": sum(losses[-10:]) / len(losses[-10:]), "tokens": need}
 
 
 def build_tokenizer(size: TinySize, seed: int):
