@@ -1,4 +1,4 @@
-"""Can a model copy from its context? Two measures that decide whether it can fill tool arguments.
+"""Can a model copy from its context? The measures that decide whether it can fill tool arguments.
 
 * **repeat**: a random token sequence shown twice; the share of the second copy's tokens the model predicts
   (greedy, teacher-forced). A model with induction heads scores near 1; one without scores ~0.
@@ -6,12 +6,14 @@
   the share of argument tokens predicted right (teacher-forced) and the share of calls whose every argument
   token is right. ``--format log`` writes the context as the tiny base's pre-training logs (no system prompt),
   ``--format chat`` as the chat template with the tool schemas (for an SFT'd model, with ``--adapter``).
+* **shared tokens**: how often a value the request spells out has the same tokens inside the call (a property
+  of the tokenizer, not the model).
 
     python scripts/probe_copying.py --model tiny:s
     python scripts/probe_copying.py --model tiny:s --format chat --adapter runs/tiny/sft/adapter --json out.json
 
-Measured on the tiny default's base (README, "The tiny model"): repeat 0.2%, arguments 85% of tokens but
-16% of calls, and the calls it gets right are the ones with no entity to copy.
+Measured on the tiny default's base (README, "The tiny model"): repeat 0.0%, arguments 85% of tokens but
+16% of calls, and the calls it gets right are the ones with no entity to copy; shared tokens 17%.
 """
 
 from __future__ import annotations
@@ -76,6 +78,37 @@ def argument_accuracy(model, tokenizer, fmt: str, per_cell: int) -> dict:
     return {"token_accuracy": right / max(total, 1), "calls_exact": exact / max(calls, 1), "calls": calls}
 
 
+def _contains(needle: list[int], haystack: list[int]) -> bool:
+    return any(haystack[i : i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
+
+
+def shared_tokens(tokenizer, per_cell: int) -> dict:
+    """Of the string arguments the request spells out (len > 2), the share whose tokens inside the call's JSON
+    also occur, in order, among the request's tokens: copying the rest means mapping one token to another
+    (BPE glues a leading space or quote to a word, so `` ERROR`` in prose is not ``ERROR`` after a quote)."""
+    values = same = 0
+    for env_name in NAMES:
+        env = get_environment(env_name)
+        for difficulty in DIFFICULTIES:
+            for task in env.tasks("test", difficulty, per_cell):
+                messages = env.oracle(task).messages
+                request = next(m["content"] for m in messages if m["role"] == "user")
+                request_ids = tokenizer.encode(request, add_special_tokens=False)
+                for message in messages:
+                    for call in message.get("tool_calls") or []:
+                        arguments = call["function"]["arguments"]
+                        text = formatting.to_json(arguments)
+                        encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+                        for value in arguments.values():
+                            if not (isinstance(value, str) and len(value) > 2 and value in request):
+                                continue
+                            start = text.index(formatting.to_json(value)) + 1
+                            ids = [t for t, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"])
+                                   if a >= start and b <= start + len(value)]
+                            values, same = values + 1, same + _contains(ids, request_ids)
+    return {"shared_token_values": same / max(values, 1), "request_values": values}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny:s", help="tiny:<size>, a local folder or a hub id")
@@ -102,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model, "adapter": args.adapter, "format": args.format,
         "repeat_accuracy": repeat_accuracy(model, len(tokenizer)),
         **argument_accuracy(model, tokenizer, args.format, args.per_cell),
+        **shared_tokens(tokenizer, args.per_cell),
     }
     print(f"repeated random sequence, second copy predicted: {figures['repeat_accuracy']:.1%}")
     print(f"first-call argument tokens right ({args.format} format, {figures['calls']} test tasks): "
           f"{figures['token_accuracy']:.1%}; calls with every argument token right: {figures['calls_exact']:.1%}")
+    print(f"request values whose call tokens also occur in the request's tokens: {figures['shared_token_values']:.1%} "
+          f"of {figures['request_values']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(figures, out, indent=2)

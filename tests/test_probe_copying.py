@@ -58,3 +58,4 @@ def test_cli_counts_every_environment_and_difficulty(tiny_model_dir, tmp_path):
     assert figures["calls"] == len(NAMES) * 5
     assert 0.0 <= figures["calls_exact"] <= 1.0 and 0.0 <= figures["token_accuracy"] <= 1.0
     assert 0.0 <= figures["repeat_accuracy"] <= 1.0
+    assert figures["request_values"] > 0 and 0.0 <= figures["shared_token_values"] <= 1.0
