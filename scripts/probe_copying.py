@@ -27,7 +27,9 @@ import torch
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
 from hermes_train import formatting
-from hermes_train.tiny_model import _as_text, resolve_model_path
+from hermes_train.config import ModelConfig
+from hermes_train.models import load_causal_lm, load_tokenizer
+from hermes_train.tiny_model import _as_text
 
 
 def repeat_accuracy(model, vocab_size: int, rows: int = 16, length: int = 30, seed: int = 0) -> float:
@@ -38,6 +40,21 @@ def repeat_accuracy(model, vocab_size: int, rows: int = 16, length: int = 30, se
     with torch.no_grad():
         predicted = model(input_ids=ids).logits.argmax(-1)
     return (predicted[:, length:-1] == ids[:, length + 1 :]).float().mean().item()
+
+
+def test_episodes(per_cell: int) -> list[tuple[str, object]]:
+    """(environment name, expert result) for ``per_cell`` test tasks of every environment x difficulty."""
+    episodes = []
+    for env_name in NAMES:
+        env = get_environment(env_name)
+        for difficulty in DIFFICULTIES:
+            episodes += [(env_name, env.oracle(task)) for task in env.tasks("test", difficulty, per_cell)]
+    return episodes
+
+
+def _tokens_within(encoded, start: int, end: int) -> list[int]:
+    """Positions of the tokens lying wholly inside characters [start, end) (the first token never counts)."""
+    return [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if i > 0 and a >= start and b <= end]
 
 
 def first_call_context(env_name: str, result, fmt: str) -> tuple[str, str, dict]:
@@ -55,26 +72,22 @@ def argument_span(tokenizer, prefix: str, body: str, arguments: str) -> tuple[li
     """Token ids of ``prefix + body`` and the positions of the tokens inside the first call's arguments."""
     start = len(prefix) + body.index('"arguments": ') + len('"arguments": ')
     encoded = tokenizer(prefix + body, return_offsets_mapping=True, add_special_tokens=False)
-    span = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if i > 0 and a >= start and b <= start + len(arguments)]
-    return encoded["input_ids"], span
+    return encoded["input_ids"], _tokens_within(encoded, start, start + len(arguments))
 
 
-def argument_accuracy(model, tokenizer, fmt: str, per_cell: int) -> dict:
-    """Teacher-forced accuracy on the first call's argument tokens, over env x difficulty test tasks."""
+def argument_accuracy(model, tokenizer, fmt: str, episodes) -> dict:
+    """Teacher-forced accuracy on the first call's argument tokens of each test episode."""
     right = total = exact = calls = 0
-    for env_name in NAMES:
-        env = get_environment(env_name)
-        for difficulty in DIFFICULTIES:
-            for task in env.tasks("test", difficulty, per_cell):
-                prefix, body, message = first_call_context(env_name, env.oracle(task), fmt)
-                arguments = message["tool_calls"][0]["function"]["arguments"]
-                arguments = arguments if isinstance(arguments, str) else formatting.to_json(arguments)
-                token_ids, span = argument_span(tokenizer, prefix, body, arguments)
-                ids = torch.tensor([token_ids])
-                with torch.no_grad():
-                    predicted = model(input_ids=ids).logits[0].argmax(-1)
-                hits = [int(predicted[i - 1] == ids[0, i]) for i in span]
-                right, total, calls, exact = right + sum(hits), total + len(hits), calls + 1, exact + all(hits)
+    for env_name, result in episodes:
+        prefix, body, message = first_call_context(env_name, result, fmt)
+        arguments = message["tool_calls"][0]["function"]["arguments"]
+        arguments = arguments if isinstance(arguments, str) else formatting.to_json(arguments)
+        token_ids, span = argument_span(tokenizer, prefix, body, arguments)
+        ids = torch.tensor([token_ids])
+        with torch.no_grad():
+            predicted = model(input_ids=ids).logits[0].argmax(-1)
+        hits = [int(predicted[i - 1] == ids[0, i]) for i in span]
+        right, total, calls, exact = right + sum(hits), total + len(hits), calls + 1, exact + all(hits)
     return {"token_accuracy": right / max(total, 1), "calls_exact": exact / max(calls, 1), "calls": calls}
 
 
@@ -82,30 +95,24 @@ def _contains(needle: list[int], haystack: list[int]) -> bool:
     return any(haystack[i : i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
 
 
-def shared_tokens(tokenizer, per_cell: int) -> dict:
+def shared_tokens(tokenizer, episodes) -> dict:
     """Of the string arguments the request spells out (len > 2), the share whose tokens inside the call's JSON
     also occur, in order, among the request's tokens: copying the rest means mapping one token to another
     (BPE glues a leading space or quote to a word, so `` ERROR`` in prose is not ``ERROR`` after a quote)."""
     values = same = 0
-    for env_name in NAMES:
-        env = get_environment(env_name)
-        for difficulty in DIFFICULTIES:
-            for task in env.tasks("test", difficulty, per_cell):
-                messages = env.oracle(task).messages
-                request = next(m["content"] for m in messages if m["role"] == "user")
-                request_ids = tokenizer.encode(request, add_special_tokens=False)
-                for message in messages:
-                    for call in message.get("tool_calls") or []:
-                        arguments = call["function"]["arguments"]
-                        text = formatting.to_json(arguments)
-                        encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-                        for value in arguments.values():
-                            if not (isinstance(value, str) and len(value) > 2 and value in request):
-                                continue
-                            start = text.index(formatting.to_json(value)) + 1
-                            ids = [t for t, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"])
-                                   if a >= start and b <= start + len(value)]
-                            values, same = values + 1, same + _contains(ids, request_ids)
+    for _, result in episodes:
+        request = next(m["content"] for m in result.messages if m["role"] == "user")
+        request_ids = tokenizer.encode(request, add_special_tokens=False)
+        for call in (c for m in result.messages for c in m.get("tool_calls") or []):
+            arguments = call["function"]["arguments"]
+            text = formatting.to_json(arguments)
+            encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+            for value in arguments.values():
+                if not (isinstance(value, str) and len(value) > 2 and value in request):
+                    continue
+                start = text.index(formatting.to_json(value)) + 1
+                ids = [encoded["input_ids"][i] for i in _tokens_within(encoded, start, start + len(value))]
+                values, same = values + 1, same + _contains(ids, request_ids)
     return {"shared_token_values": same / max(values, 1), "request_values": values}
 
 
@@ -121,21 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model_path(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model_config = ModelConfig(name_or_path=args.model)
+    tokenizer = load_tokenizer(model_config)
+    model = load_causal_lm(model_config)
     if args.adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, args.adapter)
     model.eval()
+    episodes = test_episodes(args.per_cell)
     figures = {
         "model": args.model, "adapter": args.adapter, "format": args.format,
         "repeat_accuracy": repeat_accuracy(model, len(tokenizer)),
-        **argument_accuracy(model, tokenizer, args.format, args.per_cell),
-        **shared_tokens(tokenizer, args.per_cell),
+        **argument_accuracy(model, tokenizer, args.format, episodes),
+        **shared_tokens(tokenizer, episodes),
     }
     print(f"repeated random sequence, second copy predicted: {figures['repeat_accuracy']:.1%}")
     print(f"first-call argument tokens right ({args.format} format, {figures['calls']} test tasks): "
