@@ -106,7 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, [*args.overrides, *([f"model.name_or_path={args.model}"] if args.model else [])])
     adapters = parse_adapters(args.adapter) if args.adapter else None
-    run_eval(recipe, adapters=adapters, include_base=not args.no_base, episodes=args.episodes, split=args.split, out=args.out)
+    run_eval(recipe, adapters=adapters, include_base=not args.no_base, episodes=args.episodes, split=args.split, out=args.out,
+             start_seed=args.start_seed)
     return 0
 
 
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="episodes per model (default: eval.episodes)")
     evaluate.add_argument("--split", choices=["train", "test"], help="task split (default: eval.split)")
     evaluate.add_argument("--out", help="output folder (default: output_dir/eval)")
+    evaluate.add_argument("--start-seed", type=int, default=0, metavar="N",
+                          help="first task seed of every environment x difficulty cell (default 0, the tasks every run is "
+                               "compared on); another value, e.g. 1000, checks a result on a fresh slice of tasks")
     evaluate.set_defaults(func=cmd_eval)
 
     report = commands.add_parser("report", help="(re)write a run's report.md and learning curves from its metrics")

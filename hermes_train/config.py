@@ -88,6 +88,11 @@ class LoraConfig(BaseModel):
         "all-linear", description="Module names to adapt, or 'all-linear' for every linear layer but the head."
     )
     bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases are trained.")
+    layers: int | None = Field(
+        None, gt=0,
+        description="Adapt only the top N decoder layers (None = all). The frozen layers beneath then need no "
+        "backward pass, and PPO computes their output once per iteration for the actor, reference and critic.",
+    )
     adapter_path: str | None = Field(None, description="Start from this existing adapter instead of a fresh one.")
 
     @field_validator("target_modules", mode="before")
@@ -200,8 +205,14 @@ class PpoConfig(BaseModel):
     reward_placement: Literal["terminal", "per_turn"] = Field(
         "terminal", description="Reward on the last token of the episode, or spread over each assistant turn."
     )
-    critic: Literal["shared_base", "separate"] = Field(
-        "shared_base", description="Value head on the policy's base model, or a separate critic model."
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute the adapted layers' activations in backward (needs critic: trunk_head or separate)."
+    )
+    critic: Literal["shared_base", "separate", "trunk_head"] = Field(
+        "shared_base",
+        description="Value head on the policy's base model under its own adapter, on a separate critic model, or "
+        "(trunk_head, needs lora.layers) a small head on the frozen trunk's hidden states: no forward or backward "
+        "pass of its own.",
     )
     # Rollouts
     temperature: float = Field(1.0, gt=0.0)

@@ -1,13 +1,16 @@
 """Evaluation on the environments' held-out tasks: every model on the same tasks, with bootstrap intervals.
 
 ``run_eval(recipe, ...)`` plays ``eval.episodes`` tasks of the ``eval.split`` split, spread evenly over the
-recipe's environments and difficulties (seeds 0, 1, ... in each cell, so every model and every run meets
-the same tasks), with greedy decoding (or the recipe's sampling when ``eval.greedy`` is off), for the base
+recipe's environments and difficulties (seeds ``start_seed``, ``start_seed + 1``, ... in each cell, 0 by
+default, so every model and every run meets the same tasks; another start seed is a fresh slice of tasks
+nobody tuned on), with greedy decoding (or the recipe's sampling when ``eval.greedy`` is off), for the base
 model and each adapter. It writes to ``OUT`` (``output_dir/eval`` by default):
 
-    episodes.jsonl   one line per (model, episode): the five dimensions, total, calls, oracle calls...
+    episodes.jsonl   one line per (model, episode): the task (id, seed), the five dimensions, total, calls,
+                     oracle calls..., and "messages": the whole conversation as the model saw and wrote it
     summary.json     per model: means with 95% bootstrap intervals, overall and per environment,
-                     difficulty and entity novelty; "comparisons": "<B>_vs_<A>" paired by task
+                     difficulty and entity novelty; "comparisons": "<B>_vs_<A>" paired by task;
+                     "meta": split, start seed, seeds, decoding, adapters
     report.md        the same as tables
     *.png            success and total per environment, the five dimensions per model
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,26 +75,63 @@ def run_adapters(recipe: Recipe) -> list[ModelSpec]:
     return found
 
 
-def eval_tasks(recipe: Recipe, episodes: int, split: str):
+def eval_tasks(recipe: Recipe, episodes: int, split: str, start_seed: int = 0):
     """``episodes`` tasks spread evenly over environments x difficulties (the first cells get one more when
-    it does not divide), seeds counting from 0 in each cell."""
+    it does not divide), seeds counting from ``start_seed`` in each cell: a different start seed draws a
+    disjoint slice (as long as the slices' seed ranges do not overlap)."""
     from environments.registry import get_environment
 
+    if start_seed < 0:
+        raise HermesTrainError(f"--start-seed {start_seed}: task seeds are 0 or more")
     cells = [(env, difficulty) for env in recipe.environments.names for difficulty in recipe.environments.difficulties]
     per_cell, extra = divmod(episodes, len(cells))
     tasks = []
     for i, (env, difficulty) in enumerate(cells):
-        tasks += get_environment(env).tasks(split, difficulty, per_cell + (i < extra))
+        tasks += get_environment(env).tasks(split, difficulty, per_cell + (i < extra), start_seed=start_seed)
     return tasks
 
 
-def episode_row(model: str, trajectory) -> dict[str, Any]:
+_FRAMED_TURN = re.compile(r"<\|im_start\|>([^\n]*)\n(.*?)<\|im_end\|>", re.DOTALL)
+
+
+def trajectory_messages(trajectory, tokenizer) -> list[dict[str, str]]:
+    """The conversation exactly as the model saw and wrote it, one message per turn (system with the tool
+    schemas, user, assistant, tool), decoded from the trajectory's own token ids so that any score can be
+    audited against what was really there.
+
+    An assistant message is a run of sampled tokens decoded as it is, without its closing ``<|im_end|>`` (a
+    broken call or a turn cut by the token limit stays visible as written); everything else was written by
+    the template and the environment, and is split on the chat format's framing. A tool message's content is
+    its ``<tool_response>`` blocks, as the model read them.
+    """
+    from hermes_train.formatting import IM_END
+
+    ids, mask = trajectory.token_ids, trajectory.policy_mask
+    messages: list[dict[str, str]] = []
+    start = 0
+    while start < len(ids):
+        end = start
+        while end < len(ids) and mask[end] == mask[start]:
+            end += 1
+        text = tokenizer.decode(ids[start:end], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if mask[start]:
+            messages.append({"role": "assistant", "content": text.removesuffix(IM_END)})
+        else:  # a trailing "<|im_start|>assistant\n" is the header of the next run of sampled tokens
+            messages += [{"role": role, "content": content} for role, content in _FRAMED_TURN.findall(text)]
+        start = end
+    return messages
+
+
+def episode_row(model: str, trajectory, tokenizer) -> dict[str, Any]:
+    """One line of ``episodes.jsonl``: the task (its seed replays it with ``envs play``), scores, counts and
+    the full conversation."""
     r, task, record = trajectory.reward, trajectory.task, trajectory.record
     return {
         "model": model,
         "task": task.id,
         "env": task.env,
         "difficulty": task.difficulty,
+        "seed": task.seed,
         "novel": task.novel,
         **{d: r.dimensions[d] for d in DIMENSIONS},
         "total": r.total,
@@ -101,31 +142,94 @@ def episode_row(model: str, trajectory) -> dict[str, Any]:
         "turns": r.counts["turns"],
         "truncated": record.truncated,
         "final_answer": record.final_answer,
+        "messages": trajectory_messages(trajectory, tokenizer),
     }
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local folder rather than a hub id (``org/name``) or a tiny name (``tiny:s``)."""
+    return name.startswith((".", "/", "~")) or Path(name).is_absolute() or name.count("/") > 1
+
+
+def check_adapter(adapter: str | Path) -> Path:
+    """``adapter`` as a PEFT adapter folder, with every adapter a PPO stack file says is merged beneath it
+    present; otherwise a one-line error naming what is missing (before any weights are loaded)."""
+    from hermes_train.ppo_model import STACK_FILE
+
+    path = Path(adapter).expanduser()
+    if not path.is_dir():
+        raise HermesTrainError(f"adapter {adapter}: folder not found")
+    if not (path / "adapter_config.json").is_file():
+        raise HermesTrainError(f"adapter {adapter}: no PEFT adapter there (adapter_config.json missing)")
+    if (path / STACK_FILE).is_file():
+        try:
+            beneath = json.loads((path / STACK_FILE).read_text(encoding="utf-8"))["merged"]
+        except (ValueError, KeyError, TypeError):
+            raise HermesTrainError(f"adapter {adapter}: {STACK_FILE} is not a valid adapter stack") from None
+        missing = [str(b) for b in beneath if not (Path(b) / "adapter_config.json").is_file()]
+        if missing:
+            raise HermesTrainError(f"adapter {adapter}: the adapter merged beneath it is missing: {', '.join(missing)}")
+    return path
+
+
+def load_model(recipe: Recipe, adapter: str | Path | None = None):
+    """The model evaluation plays, ready on its device (GPU when there is one), and its tokenizer: the recipe's
+    base, or the base with ``adapter`` on top and any adapters a PPO stack records merged beneath
+    (``load_policy``). ``envs play --model`` loads through here too, so one episode played there is the
+    episode evaluation would play. Loading problems the user can fix are one-line ``HermesTrainError``s."""
+    import torch
+
+    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.ppo_model import load_policy
+
+    name = recipe.model.name_or_path
+    if _looks_like_path(name):
+        if not Path(name).expanduser().is_dir():
+            raise HermesTrainError(f"model {name}: folder not found")
+        if not (Path(name).expanduser() / "config.json").is_file():
+            raise HermesTrainError(f"model {name}: not a model folder (config.json missing)")
+    adapter = check_adapter(adapter) if adapter is not None else None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        tokenizer = load_tokenizer(recipe.model)
+        model = load_causal_lm(recipe.model, dtype=dtype) if adapter is None else load_policy(recipe, adapter, dtype=dtype)
+    except (OSError, ValueError) as exc:  # not a model folder, unknown hub id offline, unrecognised config...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HermesTrainError(f"cannot load model {name}{f' with adapter {adapter}' if adapter else ''}: {first}") from None
+    except RuntimeError as exc:
+        if adapter is None or "size mismatch" not in str(exc):  # anything else is a bug: keep its traceback
+            raise
+        raise HermesTrainError(f"adapter {adapter} does not fit model {name} (size mismatch: was it trained on another base?)") from None
+    return model.to(device).eval(), tokenizer
+
+
+def rollout_engine(recipe: Recipe, model, tokenizer, *, greedy: bool, max_new_tokens: int, env_options: dict[str, Any] | None = None,
+                   **settings_overrides: Any):
+    """The rollout engine evaluation plays with: the recipe's rollout settings (sampling from ``ppo``, limits
+    from ``ppo`` and ``environments``), ``max_new_tokens`` a turn, the recipe's environment options and reward.
+    ``env_options`` and ``settings_overrides`` (e.g. ``temperature``, ``max_turns``) replace the recipe's."""
+    from hermes_train.rollout import RolloutEngine, RolloutSettings
+
+    settings = RolloutSettings.from_recipe(recipe, greedy=greedy)
+    settings.max_new_tokens_per_turn = max_new_tokens
+    for key, value in settings_overrides.items():
+        setattr(settings, key, value)
+    options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
+               "max_observation_chars": recipe.environments.max_observation_chars, **(env_options or {})}
+    return RolloutEngine(model, tokenizer, settings, env_options=options, reward_config=recipe.reward)
 
 
 def play_model(recipe: Recipe, spec: ModelSpec, tasks, *, batch_size: int, progress, task_id) -> list[dict[str, Any]]:
     """Load one model, play every task in batches, and return one row per episode."""
     import torch
 
-    from hermes_train.models import load_causal_lm, load_tokenizer
-    from hermes_train.ppo_model import load_policy
-    from hermes_train.rollout import RolloutEngine, RolloutSettings
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    tokenizer = load_tokenizer(recipe.model)
-    model = load_causal_lm(recipe.model, dtype=dtype) if spec.adapter is None else load_policy(recipe, spec.adapter, dtype=dtype)
-    model.to(device).eval()
-    settings = RolloutSettings.from_recipe(recipe, greedy=recipe.eval.greedy)
-    settings.max_new_tokens_per_turn = recipe.eval.max_new_tokens
-    env_options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
-                   "max_observation_chars": recipe.environments.max_observation_chars}
-    engine = RolloutEngine(model, tokenizer, settings, env_options=env_options, reward_config=recipe.reward)
+    model, tokenizer = load_model(recipe, spec.adapter)
+    engine = rollout_engine(recipe, model, tokenizer, greedy=recipe.eval.greedy, max_new_tokens=recipe.eval.max_new_tokens)
     rows = []
     for start in range(0, len(tasks), batch_size):
         torch.manual_seed(recipe.seed + start)  # sampled evaluation (eval.greedy off) is reproducible too
-        rows += [episode_row(spec.name, t) for t in engine.rollout(tasks[start : start + batch_size])]
+        rows += [episode_row(spec.name, t, tokenizer) for t in engine.rollout(tasks[start : start + batch_size])]
         progress.advance(task_id, min(batch_size, len(tasks) - start))
     return rows
 
@@ -212,8 +316,18 @@ def _cell(entry: dict[str, Any], metric: str, percent: bool = False) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _seeds_text(meta: dict[str, Any]) -> str:
+    first, last = meta["start_seed"], meta["last_seed"]
+    return f"seed {first}" if first == last else f"seeds {first}-{last}"
+
+
 def report_markdown(summary: dict[str, Any], models: list[str], title: str) -> str:
-    lines = [f"# {title}", "", "Means with 95% bootstrap intervals; comparisons are paired by task.", ""]
+    lines = [f"# {title}", ""]
+    meta = summary.get("meta")
+    if meta:  # which slice of tasks: rerun with the same start seed to reproduce, another to check on fresh tasks
+        lines += [f"Tasks: the {meta['split']} split, {_seeds_text(meta)} of each environment x difficulty cell "
+                  f"(start seed {meta['start_seed']}); {'greedy' if meta['greedy'] else 'sampled'} decoding.", ""]
+    lines += ["Means with 95% bootstrap intervals; comparisons are paired by task.", ""]
     head = ["model", "episodes", "success", "total reward", "valid calls", "calls (oracle)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in models:
@@ -297,24 +411,32 @@ def write_plots(summary: dict[str, Any], models: list[str], out: Path) -> list[P
 
 
 def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include_base: bool = True,
-             episodes: int | None = None, split: str | None = None, out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate the base and ``adapters`` (default: the run's own sft/ppo/grpo adapters); returns the summary."""
+             episodes: int | None = None, split: str | None = None, out: str | Path | None = None,
+             start_seed: int = 0) -> dict[str, Any]:
+    """Evaluate the base and ``adapters`` (default: the run's own sft/ppo/grpo adapters); returns the summary.
+
+    ``start_seed``: the first task seed of every environment x difficulty cell (0: the tasks every run is
+    compared on; another value, e.g. 1000: a fresh slice nobody tuned on)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from hermes_train.config import save_resolved_recipe
 
     start = time.perf_counter()
     episodes = episodes or recipe.eval.episodes
+    if episodes < 1:
+        raise HermesTrainError(f"--episodes {episodes}: evaluate at least 1 episode")
     split = split or recipe.eval.split
     out = Path(out) if out is not None else Path(recipe.output_dir) / "eval"
     specs = ([ModelSpec("base")] if include_base else []) + (run_adapters(recipe) if adapters is None else adapters)
     if not specs:
         raise HermesTrainError("nothing to evaluate: no base model and no adapters")
-    tasks = eval_tasks(recipe, episodes, split)
+    tasks = eval_tasks(recipe, episodes, split, start_seed)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_recipe(recipe)
+    seeds = {"start_seed": start_seed, "last_seed": max(t.seed for t in tasks)}
     console.print(f"[green]eval[/green] {len(specs)} model(s) ({', '.join(s.name for s in specs)}) on {len(tasks)} {split} episodes over "
-                  f"{', '.join(recipe.environments.names)} ({'greedy' if recipe.eval.greedy else 'sampled'})", highlight=False)
+                  f"{', '.join(recipe.environments.names)}, {_seeds_text(seeds)} in each cell "
+                  f"({'greedy' if recipe.eval.greedy else 'sampled'})", highlight=False)
 
     rows: list[dict[str, Any]] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -325,8 +447,8 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
 
     models = [s.name for s in specs]
     summary = summarise(rows, models, recipe.eval.bootstrap_samples)
-    summary["meta"] = {"split": split, "episodes": len(tasks), "greedy": recipe.eval.greedy, "seconds": time.perf_counter() - start,
-                       "adapters": {s.name: str(s.adapter) if s.adapter else None for s in specs}}
+    summary["meta"] = {"split": split, "episodes": len(tasks), **seeds, "greedy": recipe.eval.greedy,
+                       "seconds": time.perf_counter() - start, "adapters": {s.name: str(s.adapter) if s.adapter else None for s in specs}}
     with (out / "episodes.jsonl").open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

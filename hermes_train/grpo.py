@@ -384,7 +384,7 @@ def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = No
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe) if adapter is None else None,
+        peft_config=lora_config(recipe, model) if adapter is None else None,
         environment_factory=environment_factories(recipe),
         callbacks=callbacks,
     )

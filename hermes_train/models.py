@@ -7,12 +7,42 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hermes_train import formatting
-from hermes_train.tiny_model import resolve_model_path
+from hermes_train.errors import HermesTrainError
 
 GENERATION_MARK = re.compile(r"{%-?\s*generation\s*-?%}")
 
 if TYPE_CHECKING:
     from hermes_train.config import ModelConfig, Recipe
+
+
+def resolve_model_path(name_or_path: str, cache_dir: str | Path | None = None) -> str:
+    """A short name becomes its cached local folder, built on first use: ``tiny:<size>`` (the project's tiny
+    model) or a bundled pretrained base (``smollm2:135m-instruct``); anything else passes to ``from_pretrained``."""
+    from hermes_train.bundled_models import BUNDLED, ensure_bundled_model
+    from hermes_train.tiny_model import TINY_NAME_RE, ensure_tiny_model, SIZES
+
+    if name_or_path in BUNDLED:
+        return str(ensure_bundled_model(name_or_path, cache_dir=cache_dir))
+    match = TINY_NAME_RE.match(name_or_path)
+    if match:
+        if match["size"] not in SIZES:
+            raise HermesTrainError(f"unknown tiny model {name_or_path!r}; choose one of {', '.join('tiny:' + s for s in SIZES)}")
+        return str(ensure_tiny_model(match["size"], cache_dir=cache_dir))
+    return name_or_path
+
+
+def _from_pretrained(loader, field: str, name_or_path: str, **options):
+    """``loader.from_pretrained`` with a missing folder or unreachable hub id reported as one line naming the field."""
+    path = resolve_model_path(name_or_path)
+    local = Path(path).expanduser()
+    if path.startswith(("/", ".", "~")) and not local.is_dir():
+        raise HermesTrainError(f"{field}: no such model folder {path!r}")
+    try:
+        return loader.from_pretrained(path, **options)
+    except OSError as error:  # not a model folder, or a hub id that is unknown or cannot be reached offline
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HermesTrainError(f"{field}: cannot load {path!r} ({first_line}); short names: tiny:xs, tiny:s, "
+                               "smollm2:135m-instruct") from error
 
 
 def load_tokenizer(cfg: ModelConfig):
@@ -24,8 +54,9 @@ def load_tokenizer(cfg: ModelConfig):
     """
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(cfg.tokenizer_name_or_path or cfg.name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    field = "model.tokenizer_name_or_path" if cfg.tokenizer_name_or_path else "model.name_or_path"
+    tokenizer = _from_pretrained(AutoTokenizer, field, cfg.tokenizer_name_or_path or cfg.name_or_path,
+                                 trust_remote_code=cfg.trust_remote_code)
     if not tokenizer.chat_template or not GENERATION_MARK.search(tokenizer.chat_template):
         # The Hermes format is the contract, and assistant-only loss needs the template's generation marks:
         # a checkpoint's own template (most lack them) is replaced.
@@ -42,23 +73,40 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     options = {"dtype": cfg.dtype, "trust_remote_code": cfg.trust_remote_code, **kwargs}
     if cfg.attn_implementation:
         options["attn_implementation"] = cfg.attn_implementation
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.name_or_path), **options)
+    return _from_pretrained(AutoModelForCausalLM, "model.name_or_path", cfg.name_or_path, **options)
 
 
-def lora_config(recipe: Recipe):
-    """The PEFT LoRA config of the recipe (SFT, GRPO and both PPO adapters)."""
+def decoder_layer_count(model) -> int:
+    return model.config.get_text_config().num_hidden_layers
+
+
+def lora_config(recipe: Recipe, model=None):
+    """The PEFT LoRA config of the recipe (SFT, GRPO and both PPO adapters). With ``lora.layers`` only the top
+    layers of ``model`` are adapted, which PEFT accepts only with explicit module names: ``all-linear`` is then
+    spelled out as the linear layers' names inside the decoder layers."""
     from peft import LoraConfig
+    from torch import nn
 
     lora = recipe.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                      bias=lora.bias, task_type="CAUSAL_LM")
+    options = {}
+    targets = lora.target_modules
+    if lora.layers is not None:
+        if model is None:
+            raise ValueError("lora_config needs the model when lora.layers is set")
+        total = decoder_layer_count(model)
+        if lora.layers > total:
+            raise HermesTrainError(f"lora.layers: {lora.layers} is more than the model's {total} decoder layers")
+        if targets == "all-linear":
+            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if isinstance(module, nn.Linear) and ".layers." in name})
+        options["layers_to_transform"] = list(range(total - lora.layers, total))
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      bias=lora.bias, task_type="CAUSAL_LM", **options)
 
 
 def starting_adapter(recipe: Recipe) -> Path | None:
     """The adapter the RL stages (PPO, GRPO) start from: the run's SFT adapter, else ``lora.adapter_path``, else
     None (the base)."""
-    from hermes_train.errors import HermesTrainError
-
     candidate = Path(recipe.output_dir) / "sft" / "adapter"
     if (candidate / "adapter_config.json").is_file():
         return candidate

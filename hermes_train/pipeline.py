@@ -45,7 +45,9 @@ def run_pipeline(recipe: Recipe) -> list[StageResult]:
     from hermes_train.report import report_after_stage
     from hermes_train.sft import run_sft, sft_dir
 
-    from hermes_train.tiny_model import TINY_NAME_RE, cached_build, resolve_model_path
+    from hermes_train.bundled_models import BUNDLED, cached_folder
+    from hermes_train.models import resolve_model_path
+    from hermes_train.tiny_model import TINY_NAME_RE, cached_build
 
     results: list[StageResult] = []
 
@@ -61,6 +63,9 @@ def run_pipeline(recipe: Recipe) -> list[StageResult]:
     if tiny:  # built (tokenizer + pre-training) once, then cached for every later run
         built = (cached_build(tiny["size"]) / "config.json").is_file()
         stage("tiny model", built, lambda: resolve_model_path(recipe.model.name_or_path))
+    if recipe.model.name_or_path in BUNDLED:  # converted from the package's GGUF file once, then cached
+        built = (cached_folder(recipe.model.name_or_path) / "config.json").is_file()
+        stage("base model", built, lambda: resolve_model_path(recipe.model.name_or_path))
     stage("data + sft", _adapter_done(sft_dir(recipe)), lambda: run_sft(recipe))
     progress = ppo_progress(recipe)
     stage("ppo", progress == "done", lambda: run_ppo(recipe, resume=progress == "partial"), resumable=progress == "partial")

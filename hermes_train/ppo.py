@@ -143,6 +143,7 @@ class Batch:
     logprobs: torch.Tensor  # behaviour policy (from the rollout)
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
+    trunk: torch.Tensor | None = None  # (episodes, time, hidden): the frozen layers' output, computed once
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
@@ -453,6 +454,8 @@ def _check_recipe(recipe: Recipe) -> None:
     unknown = [d for d in recipe.environments.difficulties if d not in DIFFICULTIES]
     if unknown:
         raise HermesTrainError(f"environments.difficulties: unknown {unknown}; known: {list(DIFFICULTIES)}")
+    if recipe.ppo.critic == "trunk_head" and not recipe.lora.layers:
+        raise HermesTrainError("ppo.critic: trunk_head needs lora.layers (the head reads the frozen layers' output)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,6 +514,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     start_adapter = starting_adapter(recipe)
     with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
         model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
+    if ppo.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(
         [{"params": model.actor_parameters(), "lr": ppo.learning_rate},
          {"params": model.critic_parameters(), "lr": ppo.critic_learning_rate}],
@@ -555,9 +560,9 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
         t0 = time.perf_counter()
         tasks = sample_tasks(recipe, iteration, accelerator.process_index, sizes.episodes)
         model.eval()
-        with unwrap_model_for_generation(model, accelerator) as unwrapped:  # ZeRO-3: gathered once for the phase
+        with unwrap_model_for_generation(model, accelerator) as unwrapped, accelerator.autocast():  # ZeRO-3: gathered once
             engine = RolloutEngine(unwrapped.policy, tokenizer, settings, env_options=env_options, reward_config=recipe.reward)
-            trajectories = engine.rollout(tasks)
+            trajectories = engine.rollout(tasks, progress=_progress_printer(main, f"iter {iteration}/{ppo.total_iterations}"))
         rollout_seconds = time.perf_counter() - t0
         generated = accelerator.reduce(torch.tensor(float(engine.stats["generated_tokens"]), device=accelerator.device), "sum").item()
 
@@ -565,13 +570,17 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
         t1 = time.perf_counter()
         batch = batch_from_trajectories(trajectories, tokenizer.pad_token_id, accelerator.device)
         mask = batch.action_mask
-        ref_chunks, value_chunks = [], []
-        with torch.no_grad():
+        trunk_chunks, ref_chunks, value_chunks = [], [], []
+        with torch.no_grad():  # the frozen trunk runs once per episode; every later pass starts from its output
             for start in range(0, len(trajectories), sizes.micro_batch):
                 rows = slice(start, start + sizes.micro_batch)
                 ids, attention = batch.input_ids[rows], batch.attention_mask[rows]
-                ref_chunks.append(model(ids, attention, mode="reference", action_mask=mask[rows], temperature=settings.temperature)["logprobs"])
-                value_chunks.append(token_values(model(ids, attention, mode="value")["values"]))
+                trunk = model(ids, attention, mode="trunk")["trunk"]
+                trunk_chunks.append(trunk)
+                ref_chunks.append(model(ids, attention, mode="reference", action_mask=mask[rows], temperature=settings.temperature,
+                                        trunk=trunk)["logprobs"])
+                value_chunks.append(token_values(model(ids, attention, mode="value", trunk=trunk)["values"]))
+        batch.trunk = torch.cat(trunk_chunks)
         batch.ref_logprobs, batch.values = torch.cat(ref_chunks) * mask, torch.cat(value_chunks) * mask
         kl = ppo_core.kl_penalty(batch.logprobs, batch.ref_logprobs, ppo.kl_estimator) * mask
         scores, scale = normalised_scores(recipe, accelerator, trajectories, loop.moments)
@@ -597,7 +606,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
                     micro = batch.rows(minibatch[micro_start : micro_start + sizes.micro_batch].to(batch.input_ids.device))
                     with accelerator.accumulate(model):
                         out = model(micro.input_ids, micro.attention_mask, mode="train", action_mask=micro.action_mask,
-                                    temperature=settings.temperature, entropy_grad=ppo.entropy_coef > 0)
+                                    temperature=settings.temperature, entropy_grad=ppo.entropy_coef > 0, trunk=micro.trunk)
                         logprobs, entropy = out["logprobs"], out["entropy"]
                         values = token_values(out["values"])
                         pg_loss, pg_stats = ppo_core.policy_loss(logprobs, micro.logprobs, micro.advantages, micro.action_mask, ppo.clip_range)
@@ -694,6 +703,13 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
         tracker.finish(adapter if recipe.tracking.log_artifacts else None)
     accelerator.end_training()
     return PpoResult(adapter=adapter, iterations=loop.iteration, history=history)
+
+
+def _progress_printer(main: bool, prefix: str):
+    """Progress lines within an iteration (rollout turns), printed by the main process only."""
+    if not main:
+        return None
+    return lambda line: console.print(f"{prefix} {line}", highlight=False)
 
 
 def _print_iteration(metrics: dict[str, Any], total: int) -> None:

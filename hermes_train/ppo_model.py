@@ -20,7 +20,6 @@ phase needs (``policy``, ``reference``, ``value`` or ``train`` = policy and valu
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from hermes_train.errors import HermesTrainError
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -61,36 +61,73 @@ def load_policy(recipe: Recipe, adapter_dir: str | Path, **model_kwargs):
     return PeftModel.from_pretrained(load_merged_base(recipe, beneath, **model_kwargs), str(adapter_dir))
 
 
-class ActorCritic(nn.Module):
-    """Actor (policy adapter), reference (adapters off) and critic (value head + critic adapter) in one module."""
+def decoder_of(model) -> nn.Module:
+    """The decoder stack (embeddings, ``layers``, ``norm``, ``rotary_emb``) of a causal LM or a PeftModel of one."""
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm.base_model
 
-    def __init__(self, policy, value_head: nn.Linear, critic=None):
+
+def run_layers(decoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, layers, checkpoint: bool = False) -> torch.Tensor:
+    """``layers`` of ``decoder`` over ``hidden``, the way the model's own forward runs them (causal mask from the
+    padding mask, rotary embeddings of positions 0..T-1), so that one forward can be split into a frozen trunk
+    and the adapted layers above it. ``checkpoint`` recomputes each layer's activations in backward."""
+    from torch.utils.checkpoint import checkpoint as recompute
+    from transformers.masking_utils import create_causal_mask
+
+    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    mask = create_causal_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None,
+                              position_ids=position_ids)
+    options = {"attention_mask": mask, "position_embeddings": decoder.rotary_emb(hidden, position_ids=position_ids),
+               "position_ids": position_ids}
+    for layer in layers:
+        hidden = recompute(layer, hidden, use_reentrant=False, **options) if checkpoint else layer(hidden, **options)
+    return hidden
+
+
+class ActorCritic(nn.Module):
+    """Actor (policy adapter), reference (adapters off) and critic in one module.
+
+    Every pass is split at ``trunk_layers``: the decoder layers beneath the lowest adapted one (``lora.layers``)
+    compute the same hidden states for the actor, the reference and the critic, so ``trunk`` runs them once per
+    episode, without gradients, and every other pass starts from its output (0 trunk layers = the embeddings).
+    The critic is a value head on the last hidden state under the ``critic`` adapter (``shared_base``) or of a
+    separate copy of the base (``separate``), or a small head on the trunk's output (``trunk_head``), which then
+    costs no pass of its own.
+    """
+
+    def __init__(self, policy, value_head: nn.Module, critic=None, trunk_layers: int = 0, critic_kind: str = "shared_base"):
         super().__init__()
         self.policy = policy  # PeftModel: adapters "default" (actor) and, for shared_base, "critic"
-        self.critic = critic  # None (shared base) or a separate PeftModel with adapter "critic"
+        self.critic = critic  # None (shared base, trunk head) or a separate PeftModel with adapter "critic"
         self.value_head = value_head
+        self.trunk_layers = trunk_layers
+        self.critic_kind = critic_kind
+        self.checkpointing = False
         self.config = policy.get_base_model().config  # accelerate sizes DeepSpeed's "auto" buckets from it
+        for decoder in {id(d): d for d in map(decoder_of, filter(None, (policy, critic)))}.values():
+            kinds = {getattr(layer, "attention_type", "full_attention") for layer in decoder.layers}
+            if kinds != {"full_attention"}:
+                raise HermesTrainError(f"PPO supports models whose layers all use full attention, not {sorted(kinds)}")
         # PEFT's set_adapter leaves only the active adapter trainable; both must stay so (one optimizer, one
         # backward through actor and critic), so the trainable set is remembered and restored after switching.
         self._trainable = [p for p in self.parameters() if p.requires_grad]
 
-    # What TRL's unwrap_model_for_generation asks of a model: checkpointing is off while generating.
+    # What TRL's unwrap_model_for_generation asks of a model: checkpointing is off while generating (it only
+    # ever applies to the adapted layers of a pass with gradients).
     @property
     def is_gradient_checkpointing(self) -> bool:
-        base = self.policy.get_base_model()
-        return bool(getattr(base, "is_activation_checkpointing", getattr(base, "is_gradient_checkpointing", False)))
+        return self.checkpointing
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        if self.critic is None:
+        if self.critic_kind == "shared_base":
             # The recomputation in backward would run under whichever adapter is active then: the critic's
             # activations would be recomputed with the actor's adapter, and its gradients silently wrong.
-            raise NotImplementedError("gradient checkpointing with ppo.critic: shared_base is not supported (use ppo.critic: separate)")
-        for model in filter(None, (self.policy, self.critic)):
-            model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+            raise HermesTrainError("ppo.gradient_checkpointing needs ppo.critic: trunk_head or separate (with "
+                                   "shared_base the critic's layers would be recomputed under the actor's adapter)")
+        self.checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
-        for model in filter(None, (self.policy, self.critic)):
-            model.get_base_model().gradient_checkpointing_disable()
+        self.checkpointing = False
 
     @property
     def critic_model(self):
@@ -109,15 +146,25 @@ class ActorCritic(nn.Module):
             for p in self._trainable:
                 p.requires_grad_(True)
 
-    def policy_logits(self, input_ids, attention_mask):
+    def trunk(self, input_ids, attention_mask) -> torch.Tensor:
+        """Hidden states after the frozen layers: the same for actor, reference and critic, so never recomputed."""
+        decoder = decoder_of(self.policy)
+        with torch.no_grad():
+            return run_layers(decoder, decoder.embed_tokens(input_ids), attention_mask, decoder.layers[: self.trunk_layers])
+
+    def _last_hidden(self, model, trunk, attention_mask) -> torch.Tensor:
+        decoder = decoder_of(model)
+        checkpoint = self.checkpointing and torch.is_grad_enabled()
+        return decoder.norm(run_layers(decoder, trunk, attention_mask, decoder.layers[self.trunk_layers :], checkpoint))
+
+    def _policy_hidden(self, trunk, attention_mask, reference: bool) -> torch.Tensor:
+        if reference:
+            with self.policy.disable_adapter():
+                return self._last_hidden(self.policy, trunk, attention_mask)
         self._activate(self.policy, POLICY_ADAPTER)
-        return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return self._last_hidden(self.policy, trunk, attention_mask)
 
-    def reference_logits(self, input_ids, attention_mask):
-        with self.policy.disable_adapter():
-            return self.policy(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-
-    def action_logprobs(self, input_ids, attention_mask, action_mask, temperature: float, reference: bool = False,
+    def action_logprobs(self, trunk, input_ids, attention_mask, action_mask, temperature: float, reference: bool = False,
                         entropy_grad: bool = False) -> dict[str, torch.Tensor]:
         """Log-probs of the policy's own tokens (``action_mask``), one per position like the rollout's (0 elsewhere;
         column 0 has no predecessor), and their mean entropy.
@@ -128,74 +175,87 @@ class ActorCritic(nn.Module):
         """
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-        causal_lm = self.policy.get_base_model()
-        if not reference:
-            self._activate(self.policy, POLICY_ADAPTER)
-        with self.policy.disable_adapter() if reference else contextlib.nullcontext():
-            hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = self._policy_hidden(trunk, attention_mask, reference)
         predicts_action = action_mask[:, 1:].bool()  # position t predicts token t + 1
-        logits = causal_lm.get_output_embeddings()(hidden[:, :-1][predicts_action]).float() / temperature
+        head = self.policy.get_base_model().get_output_embeddings()
+        logits = head(hidden[:, :-1][predicts_action]).float() / temperature
         chosen = selective_log_softmax(logits, input_ids[:, 1:][predicts_action])
         logprobs = torch.zeros(predicts_action.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(predicts_action, chosen)
         with torch.enable_grad() if entropy_grad else torch.no_grad():
             entropy = entropy_from_logits(logits).mean() if len(logits) else logits.new_zeros(())
         return {"logprobs": torch.nn.functional.pad(logprobs, (1, 0)), "entropy": entropy}
 
-    def values(self, input_ids, attention_mask):
-        model = self.critic_model
-        self._activate(model, CRITIC_ADAPTER)
-        # The decoder without the LM head: the critic needs the last hidden state, not vocabulary logits.
-        hidden = model.get_base_model().base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
-        if self.critic is None:
-            self._activate(self.policy, POLICY_ADAPTER)  # generation and saving expect the actor active
-        return values
+    def values(self, trunk, attention_mask) -> torch.Tensor:
+        if self.critic_kind == "trunk_head":
+            hidden = trunk
+        else:
+            model = self.critic_model
+            self._activate(model, CRITIC_ADAPTER)
+            hidden = self._last_hidden(model, trunk, attention_mask)
+            if self.critic is None:
+                self._activate(self.policy, POLICY_ADAPTER)  # generation and saving expect the actor active
+        first = next(self.value_head.parameters())
+        return self.value_head(hidden.to(first.dtype)).squeeze(-1)
 
     def forward(self, input_ids, attention_mask, mode: str = "train", action_mask=None, temperature: float = 1.0,
-                entropy_grad: bool = False) -> dict[str, torch.Tensor]:
-        # One entry point, so that DeepSpeed's engine (whose forward is the module's) runs every pass.
-        if action_mask is not None and mode in ("reference", "train"):  # log-probs of the policy's tokens only
-            out = self.action_logprobs(input_ids, attention_mask, action_mask, temperature, reference=mode == "reference",
-                                       entropy_grad=entropy_grad)
-            if mode == "train":
-                out["values"] = self.values(input_ids, attention_mask)
-            return out
-        if mode == "policy":
-            return {"logits": self.policy_logits(input_ids, attention_mask)}
-        if mode == "reference":
-            return {"logits": self.reference_logits(input_ids, attention_mask)}
+                entropy_grad: bool = False, trunk=None) -> dict[str, torch.Tensor]:
+        # One entry point, so that DeepSpeed's engine (whose forward is the module's) and accelerate's autocast
+        # run every pass. ``trunk`` is ``mode="trunk"``'s output for these rows, when the caller kept it.
+        if trunk is None:
+            trunk = self.trunk(input_ids, attention_mask)
+        if mode == "trunk":
+            return {"trunk": trunk}
         if mode == "value":
-            return {"values": self.values(input_ids, attention_mask)}
-        if mode == "train":
-            values = self.values(input_ids, attention_mask)
-            return {"logits": self.policy_logits(input_ids, attention_mask), "values": values}
+            return {"values": self.values(trunk, attention_mask)}
+        if mode in ("policy", "reference") and action_mask is None:  # full vocabulary logits (tests, probes)
+            hidden = self._policy_hidden(trunk, attention_mask, reference=mode == "reference")
+            return {"logits": self.policy.get_base_model().get_output_embeddings()(hidden)}
+        if mode in ("reference", "train"):
+            out = self.action_logprobs(trunk, input_ids, attention_mask, action_mask, temperature,
+                                       reference=mode == "reference", entropy_grad=entropy_grad)
+            if mode == "train":
+                out["values"] = self.values(trunk, attention_mask)
+            return out
         raise ValueError(f"unknown ActorCritic mode {mode!r}")
+
+
+def value_head_for(recipe: Recipe, hidden_size: int) -> nn.Module:
+    """A linear head on the last hidden state, or for ``trunk_head`` a small MLP on the (un-normalised) trunk
+    output, which has no adapted layers above it to shape its features."""
+    if recipe.ppo.critic == "trunk_head":
+        head = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, 256), nn.Tanh(), nn.Linear(256, 1))
+        nn.init.zeros_(head[-1].weight)
+        nn.init.zeros_(head[-1].bias)
+        return head
+    head = nn.Linear(hidden_size, 1, dtype=torch.float32)
+    nn.init.normal_(head.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 def build_actor_critic(recipe: Recipe, start_adapter: Path | None, **model_kwargs) -> ActorCritic:
     """Load the base (with ``start_adapter`` merged in), add the actor and critic adapters and the value head."""
     from peft import get_peft_model
 
-    from hermes_train.models import lora_config
+    from hermes_train.models import decoder_layer_count, lora_config
 
     merged = [start_adapter] if start_adapter is not None else []
     base = load_merged_base(recipe, merged, **model_kwargs)
-    policy = get_peft_model(base, lora_config(recipe), adapter_name=POLICY_ADAPTER)
+    config = lora_config(recipe, base)
+    trunk_layers = decoder_layer_count(base) - recipe.lora.layers if recipe.lora.layers else 0
+    policy = get_peft_model(base, config, adapter_name=POLICY_ADAPTER)
     critic = None
     if recipe.ppo.critic == "shared_base":
-        policy.add_adapter(CRITIC_ADAPTER, lora_config(recipe))
-    else:
-        critic = get_peft_model(load_merged_base(recipe, merged, **model_kwargs), lora_config(recipe), adapter_name=CRITIC_ADAPTER)
+        policy.add_adapter(CRITIC_ADAPTER, config)
+    elif recipe.ppo.critic == "separate":
+        critic = get_peft_model(load_merged_base(recipe, merged, **model_kwargs), config, adapter_name=CRITIC_ADAPTER)
     policy.set_adapter(POLICY_ADAPTER)  # freezes every other adapter: the trainable set is fixed just below
     for model in (policy, critic):
         if model is not None:
             for name, param in model.named_parameters():
                 param.requires_grad_("lora_" in name)
-    hidden_size = base.config.get_text_config().hidden_size
-    value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
-    nn.init.normal_(value_head.weight, std=1.0 / (hidden_size + 1) ** 0.5)
-    nn.init.zeros_(value_head.bias)
-    model = ActorCritic(policy, value_head, critic)
+    value_head = value_head_for(recipe, base.config.get_text_config().hidden_size)
+    model = ActorCritic(policy, value_head, critic, trunk_layers=trunk_layers, critic_kind=recipe.ppo.critic)
     # No dropout in PPO: it would make the importance ratio differ from 1 before any update (LoRA dropout too).
     from trl.trainer.utils import disable_dropout_in_model
 
@@ -231,12 +291,13 @@ def save_adapters(model: ActorCritic, state: dict[str, torch.Tensor], out: Path,
 
     critic_dir = out / "critic"
     critic_dir.mkdir(exist_ok=True)
-    prefix = "critic." if model.critic is not None else "policy."
-    critic_state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-    critic_weights = get_peft_model_state_dict(model.critic_model, state_dict=critic_state, adapter_name=CRITIC_ADAPTER)
-    model.critic_model.peft_config[CRITIC_ADAPTER].save_pretrained(str(critic_dir))
-    from safetensors.torch import save_file
+    if model.critic_kind != "trunk_head":  # a trunk head is the value head alone
+        from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in critic_weights.items()}, str(critic_dir / "adapter_model.safetensors"))
+        prefix = "critic." if model.critic is not None else "policy."
+        critic_state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        critic_weights = get_peft_model_state_dict(model.critic_model, state_dict=critic_state, adapter_name=CRITIC_ADAPTER)
+        model.critic_model.peft_config[CRITIC_ADAPTER].save_pretrained(str(critic_dir))
+        save_file({k: v.contiguous() for k, v in critic_weights.items()}, str(critic_dir / "adapter_model.safetensors"))
     torch.save({k.removeprefix("value_head."): v for k, v in state.items() if k.startswith("value_head.")}, critic_dir / VALUE_HEAD_FILE)
 

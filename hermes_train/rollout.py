@@ -30,6 +30,7 @@ import contextvars
 import functools
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -589,13 +590,14 @@ class RolloutEngine:
 
     # -- episodes -------------------------------------------------------------------------------------
 
-    def rollout(self, tasks: list[Task]) -> list[Trajectory]:
-        """Play every task to the end and score it; the trajectories come back in the order of ``tasks``."""
+    def rollout(self, tasks: list[Task], progress: Callable[[str], None] | None = None) -> list[Trajectory]:
+        """Play every task to the end and score it; the trajectories come back in the order of ``tasks``.
+        ``progress`` receives a line after every turn of the batch (a long rollout is not silent in a log file)."""
         start = time.perf_counter()
         self._device = next(self.model.parameters()).device
         self._timing = {"prefill_seconds": 0.0, "decode_seconds": 0.0}
         live = self._start(tasks)
-        generated = 0
+        generated, turn = 0, 0
         with torch.no_grad():
             if self._shared_attention is None:
                 self._shared_attention = self._probe_shared_attention()
@@ -638,6 +640,10 @@ class RolloutEngine:
                     t.logprobs += [0.0] * len(appended)
                     still.append(x)
                 active = still
+                turn += 1
+                if progress is not None:
+                    progress(f"rollout turn {turn}: {len(live) - len(active)}/{len(live)} episodes finished, "
+                             f"{generated:,} tokens generated in {time.perf_counter() - start:.0f}s")
         for x in live:
             x.forget()
             x.episode.end("the rollout stopped")

@@ -16,8 +16,9 @@ the labels. With ``sft.packing`` the examples are packed best-fit-decreasing int
 ``data.max_seq_len`` tokens and batches are flattened padding-free (position ids restart per example, so no
 example attends to another); unless the recipe names an attention implementation (e.g. flash_attention_2,
 which handles such rows natively), attention then runs example by example (``packed_sdpa_attention_forward``)
-rather than through sdpa's dense mask over the whole flattened row. Precision is picked from the hardware: bf16 on a CUDA device that supports it
-(when ``model.dtype`` is auto or bfloat16), fp32 on CPU. Works the same on one process and under
+rather than through sdpa's dense mask over the whole flattened row. Precision is picked from the hardware (``choose_precision``): bf16 on a CUDA device that supports it
+(when ``model.dtype`` is auto or bfloat16), bf16 autocast on a CPU with native bf16 instructions (when it is
+bfloat16), fp32 otherwise. Works the same on one process and under
 ``accelerate launch`` / torchrun (DDP or DeepSpeed configs are handled by Trainer); only the main process
 writes the shared files.
 """
@@ -75,11 +76,23 @@ def device_type() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX): there bf16 autocast is a real
+    speed-up (2.0x for LoRA forward+backward on SmolLM2-135M, measured); elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
     """``(mode, weight dtype)``: mode is "bf16", "fp16" or "fp32" (the Trainer's mixed-precision flag).
 
-    bf16 on a CUDA device with bf16 support when ``model.dtype`` is auto or bfloat16; fp16 on CUDA when the
-    recipe asks for float16; fp32 otherwise, and always on CPU (no fast half-precision path there).
+    On CUDA: bf16 (weights too) on a device with bf16 support when ``model.dtype`` is auto or bfloat16; fp16 when
+    the recipe asks for float16; fp32 otherwise. On CPU: bf16 autocast over fp32 weights when the recipe asks for
+    bfloat16 and the CPU has native bf16 instructions (fp32 weights measured faster than bf16 ones there: 290 vs
+    188 tokens/s, the LoRA matrices and the optimizer staying fp32), fp32 otherwise.
     """
     import torch
 
@@ -90,6 +103,8 @@ def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
         if wanted == "float16" or (wanted == "bfloat16" and not torch.cuda.is_bf16_supported()):
             return "fp16", torch.float16
         return "fp32", torch.float32
+    if wanted == "bfloat16" and cpu_supports_bf16():
+        return "bf16", torch.float32
     return "fp32", torch.float32
 
 
@@ -281,7 +296,7 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     if recipe.lora.adapter_path:
         model = PeftModel.from_pretrained(model, recipe.lora.adapter_path, is_trainable=True)
     else:
-        peft_config = lora_config(recipe)
+        peft_config = lora_config(recipe, model)
 
     trainer = SFTTrainer(
         model=model,

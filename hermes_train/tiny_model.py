@@ -284,14 +284,3 @@ def ensure_tiny_model(size: str, seed: int = 0, cache_dir: str | Path | None = N
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def resolve_model_path(name_or_path: str, cache_dir: str | Path | None = None) -> str:
-    """``tiny:<size>`` becomes the cached tiny model's folder; anything else passes to ``from_pretrained``."""
-    match = TINY_NAME_RE.match(name_or_path)
-    if not match:
-        return name_or_path
-    size = match["size"]
-    if size not in SIZES:
-        raise HermesTrainError(f"unknown tiny model {name_or_path!r}; choose one of {', '.join('tiny:' + s for s in SIZES)}")
-    return str(ensure_tiny_model(size, cache_dir=cache_dir))

@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
 from hermes_train.rollout import RolloutEngine, RolloutSettings
-from hermes_train.tiny_model import resolve_model_path
+from hermes_train.models import resolve_model_path
 
 GOAL = 8.0
 PHASES = ("prefill_seconds", "decode_seconds")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from environments.registry import NAMES
 from hermes_train.cli import main
+
+TINY = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml")
+# The user's model cache, read before the session's private cache (conftest's tiny_cache) replaces it.
+USER_CACHE = os.environ.get("HERMES_TRAIN_CACHE", str(Path.home() / ".cache" / "hermes_train"))
 
 
 def run_json(capsys, *argv):
@@ -76,3 +82,118 @@ def test_play_errors_are_one_line(capsys, tmp_path):
     assert "unknown environment 'nope'" in capsys.readouterr().err
     assert main(["envs", "play", "apis", "--seed", "1", "--script", str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read script" in capsys.readouterr().err
+
+
+def test_play_a_model_prints_the_transcript_and_every_reward_dimension(capsys, tiny_cache):
+    """``--model`` through the real CLI: the model loaded and driven as evaluation does, the episode shown and scored."""
+    assert main(["envs", "play", "apis", "--seed", "1", "--model", "tiny:xs", "--max-new-tokens", "16", "--max-turns", "2"]) == 0
+    captured = capsys.readouterr()
+    shown = captured.out
+    assert "apis/test/single/1" in shown and "tiny:xs" in shown
+    assert "user: What is the weather in New Delhi" in shown and "assistant (turn 0)" in shown
+    assert "Atropos reward" in shown
+    for dimension in ("task_completion", "tool_accuracy", "efficiency", "error_recovery", "goal_alignment", "total"):
+        assert dimension in shown
+    assert "tokens generated" in captured.err  # progress goes to stderr, the transcript to stdout
+
+    report = run_json(capsys, "envs", "play", "apis", "--seed", "1", "--model", "tiny:xs", "--max-new-tokens", "16", "--max-turns", "2",
+                      "--temperature", "0.8", "--json")
+    assert set(report["reward"]) == {"task_completion", "tool_accuracy", "efficiency", "error_recovery", "goal_alignment", "total"}
+    assert 0.0 <= report["reward"]["total"] <= 1.0
+    assert report["model"]["model"] == "tiny:xs" and report["model"]["greedy"] is False and report["model"]["temperature"] == 0.8
+    roles = [m["role"] for m in report["messages"]]
+    assert roles[:3] == ["system", "user", "assistant"] and report["messages"][1]["content"] == report["task"]["prompt"]
+    assert sum(r == "assistant" for r in roles) == len(report["episode"]["turns"]) <= 2
+
+
+def test_play_the_recipe_default_tiny_s_model(capsys, monkeypatch):
+    """``tiny:s``, the default recipe's model, from the user's model cache: building it takes tens of minutes on
+    2 CPU cores, far too long for a test, so the test runs where a recipe has built it once and skips elsewhere."""
+    from hermes_train.tiny_model import cached_build
+
+    if not (cached_build("s", cache_dir=USER_CACHE) / "config.json").is_file():
+        pytest.skip(f"tiny:s is not built in {USER_CACHE} (any run of recipes/tiny.yaml builds it)")
+    monkeypatch.setenv("HERMES_TRAIN_CACHE", USER_CACHE)
+    assert main(["envs", "play", "apis", "--seed", "3", "--model", "tiny:s", "--max-new-tokens", "48"]) == 0
+    shown = capsys.readouterr().out
+    assert "apis/test/single/3" in shown and "tiny:s" in shown and "assistant (turn 0)" in shown and "total" in shown
+    report = run_json(capsys, "envs", "play", "apis", "--seed", "3", "--model", "tiny:s", "--max-new-tokens", "48", "--json")
+    assert report["task"]["seed"] == 3 and report["model"]["model"] == "tiny:s" and report["model"]["greedy"] is True
+    assert report["messages"][1]["content"] == report["task"]["prompt"] and 0.0 <= report["reward"]["total"] <= 1.0
+
+
+def test_play_model_errors_are_one_line(capsys, tmp_path, tiny_cache):
+    (tmp_path / "not_an_adapter").mkdir()
+    cases = [
+        (["--model", "tiny:xs", "--adapter", str(tmp_path / "missing")], f"error: adapter {tmp_path / 'missing'}: folder not found"),
+        (["--model", "tiny:xs", "--adapter", str(tmp_path / "not_an_adapter")],
+         f"error: adapter {tmp_path / 'not_an_adapter'}: no PEFT adapter there (adapter_config.json missing)"),
+        (["--model", str(tmp_path / "no_model")], f"error: model {tmp_path / 'no_model'}: folder not found"),
+        (["--model", str(tmp_path)], f"error: model {tmp_path}: not a model folder (config.json missing)"),
+        (["--oracle", "--adapter", str(tmp_path)], "error: --adapter only applies with --model"),
+        (["--model", "tiny:xs", "--temperature", "-1"], "error: --temperature -1.0: must be 0 (greedy) or more"),
+    ]
+    for extra, expected in cases:
+        assert main(["envs", "play", "apis", "--seed", "1", *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.strip().splitlines() == [expected] and captured.out == ""
+
+
+def test_play_a_ppo_adapter_whose_stack_is_gone_names_the_missing_adapter(capsys, tmp_path):
+    from hermes_train.ppo_model import STACK_FILE
+
+    adapter = tmp_path / "ppo_adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / STACK_FILE).write_text(json.dumps({"merged": [str(tmp_path / "sft_adapter")]}))
+    assert main(["envs", "play", "apis", "--seed", "1", "--model", "tiny:xs", "--adapter", str(adapter)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: adapter {adapter}: the adapter merged beneath it is missing: {tmp_path / 'sft_adapter'}"]
+
+
+def _random_adapter(base, recipe, path):
+    """A LoRA adapter with large random weights (so it visibly changes what the model writes), saved to ``path``."""
+    import torch
+    from peft import get_peft_model
+
+    from hermes_train.models import lora_config
+
+    model = get_peft_model(base, lora_config(recipe))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)
+    model.save_pretrained(path)
+
+
+def test_play_a_ppo_adapter_reproduces_its_evaluation_episode(capsys, tmp_path, tiny_cache, tiny_model_dir):
+    """A PPO adapter (an SFT adapter merged beneath, recorded in its stack file) played with ``envs play`` gives the
+    very episode evaluation wrote for the same task: same loading, same rollout engine."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from hermes_train.config import load_recipe
+    from hermes_train.ppo_model import STACK_FILE
+
+    recipe_path = TINY
+    overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=12", "environments.names=[apis]",
+                 "environments.difficulties=[nested]", "environments.max_turns=2", "eval.bootstrap_samples=20"]
+    recipe = load_recipe(recipe_path, overrides)
+    torch.manual_seed(0)
+    _random_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), recipe, tmp_path / "sft")
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(tmp_path / "sft")).merge_and_unload()
+    _random_adapter(merged, recipe, tmp_path / "ppo")
+    (tmp_path / "ppo" / STACK_FILE).write_text(json.dumps({"merged": [str(tmp_path / "sft")]}))
+
+    assert main(["eval", recipe_path, *overrides, "--no-base", "--adapter", f"ppo={tmp_path / 'ppo'}", "--episodes", "1",
+                 "--out", str(tmp_path / "eval")]) == 0
+    row = json.loads((tmp_path / "eval" / "episodes.jsonl").read_text())
+    capsys.readouterr()
+    report = run_json(capsys, "envs", "play", row["env"], "--seed", str(row["seed"]), "--difficulty", row["difficulty"], "--model", "tiny:xs",
+                      "--adapter", str(tmp_path / "ppo"), "--recipe", recipe_path, "--max-turns", "2", "--max-new-tokens", "12", "--json")
+    assert report["model"]["adapter"] == str(tmp_path / "ppo")
+    assert report["messages"] == row["messages"]
+    assert report["reward"]["total"] == pytest.approx(row["total"])
+    base = run_json(capsys, "envs", "play", row["env"], "--seed", str(row["seed"]), "--difficulty", row["difficulty"], "--model", "tiny:xs",
+                    "--recipe", recipe_path, "--max-turns", "2", "--max-new-tokens", "12", "--json")
+    assert base["messages"][2] != report["messages"][2]  # the adapter is really on the model

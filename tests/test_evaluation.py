@@ -111,3 +111,86 @@ def test_eval_on_the_tiny_model_writes_summary_report_and_plots(tmp_path, tiny_c
     assert "tuned_vs_base" in report and "## By environment" in report
     for png in ("eval_by_environment.png", "eval_by_dimension.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and (out / png).stat().st_size > 5000
+
+
+def test_start_seed_draws_a_fresh_slice_and_the_same_seed_draws_the_same_tasks():
+    from hermes_train.evaluation import eval_tasks  # what run_eval draws its tasks with
+
+    recipe = load_recipe(TINY)  # all six environments x five difficulties: 3 tasks a cell
+    first, fresh = eval_tasks(recipe, 90, "test"), eval_tasks(recipe, 90, "test", start_seed=1000)
+    assert len(first) == len(fresh) == 90
+    assert {t.seed for t in first} == {0, 1, 2} and {t.seed for t in fresh} == {1000, 1001, 1002}
+    assert {t.id for t in first}.isdisjoint(t.id for t in fresh)
+    # Not the same task under another seed either: no prompt recurs, let alone prompt and world together.
+    # (The phrasings are a finite set, so in much larger slices some prompts do recur, over other worlds.)
+    assert {t.prompt for t in first}.isdisjoint(t.prompt for t in fresh)
+    content = lambda t: json.dumps([t.env, t.difficulty, t.family, t.prompt, t.params], sort_keys=True)  # noqa: E731
+    assert {content(t) for t in first}.isdisjoint(content(t) for t in fresh)
+    # The same start seed gives the same tasks, every time.
+    assert [t.to_dict() for t in eval_tasks(recipe, 90, "test", start_seed=1000)] == [t.to_dict() for t in fresh]
+    assert [t.to_dict() for t in eval_tasks(recipe, 90, "test", start_seed=0)] == [t.to_dict() for t in first]
+    with pytest.raises(HermesTrainError, match="--start-seed -1"):
+        eval_tasks(recipe, 4, "test", start_seed=-1)
+
+
+def test_trajectory_messages_are_the_conversation_the_model_saw_and_wrote(tiny_model_dir, tiny_tokenizer):
+    """Oracle turns forced through the real tiny model (test_rollout's constrained decoding): the messages
+    decoded from the trajectory, framed again, are exactly the chat template's rendering of the conversation."""
+    import torch
+    from test_rollout import ForceTurns, oracle_scripts
+    from transformers import AutoModelForCausalLM, LogitsProcessorList
+
+    from environments.registry import get_environment
+    from hermes_train.evaluation import trajectory_messages
+    from hermes_train.formatting import IM_END, IM_START, render_conversation
+    from hermes_train.rollout import RolloutEngine, RolloutSettings
+
+    tasks = [get_environment("apis").generate_task("test", "recovery", 3), get_environment("database").generate_task("test", "multi_step", 1)]
+    scripts, oracles = oracle_scripts(tasks)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    settings = RolloutSettings(max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000)
+    engine = RolloutEngine(policy, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([ForceTurns(tiny_tokenizer, scripts)])})
+    with torch.no_grad():
+        trajectories = engine.rollout(tasks)
+    for trajectory in trajectories:
+        oracle = oracles[trajectory.task.prompt]
+        messages = trajectory_messages(trajectory, tiny_tokenizer)
+        roles = [m["role"] for m in messages]
+        assert roles[:3] == ["system", "user", "assistant"] and roles[-1] == "assistant" and "tool" in roles
+        assert "<tools>" in messages[0]["content"] and messages[1]["content"] == trajectory.task.prompt
+        assert [m["content"] for m in messages if m["role"] == "assistant"] == [t.text.removesuffix(IM_END) for t in trajectory.record.turns]
+        assert "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages) == render_conversation(oracle.messages, oracle.tools)
+
+
+def test_episodes_keep_the_full_conversation_and_the_start_seed_is_recorded(tmp_path, tiny_cache, tiny_model_dir):
+    from environments.registry import get_environment
+    from hermes_train.cli import main
+    from hermes_train.evaluation import eval_tasks
+
+    overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=12", "environments.names=[apis,web_shop]",
+                 "environments.difficulties=[single,recovery]", "environments.max_turns=2", "eval.bootstrap_samples=50"]
+    out = tmp_path / "fresh"
+    assert main(["eval", TINY, *overrides, "--episodes", "3", "--start-seed", "1000", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    # The episodes played are the tasks eval_tasks draws from seed 1000 on.
+    assert [r["task"] for r in rows] == [t.id for t in eval_tasks(load_recipe(TINY, overrides), 3, "test", start_seed=1000)]
+    assert all(r["seed"] >= 1000 for r in rows)
+    for row in rows:
+        task = get_environment(row["env"]).generate_task("test", row["difficulty"], row["seed"])
+        messages = row["messages"]
+        assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
+        assert set(messages[0]) == {"role", "content"} and "<tools>" in messages[0]["content"]
+        assert messages[1]["content"] == task.prompt
+        assert sum(m["role"] == "assistant" for m in messages) == row["turns"] >= 1
+        assert all(m["content"].startswith("<tool_response>") for m in messages if m["role"] == "tool")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta"]["start_seed"] == 1000 and summary["meta"]["last_seed"] == 1000
+    assert "seed 1000 of each environment x difficulty cell (start seed 1000)" in (out / "report.md").read_text()
+
+
+def test_bad_start_seed_is_a_one_line_error(capsys, tmp_path):
+    from hermes_train.cli import main
+
+    assert main(["eval", TINY, f"output_dir={tmp_path}", "--start-seed", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: --start-seed -5: task seeds are 0 or more"]

@@ -34,11 +34,16 @@ def perturb(parameters, seed=0):
             p.add_(torch.randn(p.shape, generator=generator) * 0.5)
 
 
-@pytest.fixture()
-def actor_critic(tmp_path, tiny_cache, tiny_model_dir):
+# Classic (every layer adapted, critic under its own adapter) and split (adapters on the top layer only: the
+# bottom layer is a frozen trunk computed once, with a value head on its output).
+SPLITS = {"all_layers": [], "trunk": ["lora.layers=1", "ppo.critic=trunk_head"]}
+
+
+@pytest.fixture(params=list(SPLITS))
+def actor_critic(request, tmp_path, tiny_cache, tiny_model_dir):
     from hermes_train.ppo_model import build_actor_critic
 
-    return build_actor_critic(recipe_for(tmp_path), None)
+    return build_actor_critic(recipe_for(tmp_path, *SPLITS[request.param]), None)
 
 
 def test_reference_is_the_base_with_adapters_disabled(actor_critic, tiny_model_dir):
@@ -54,7 +59,7 @@ def test_reference_is_the_base_with_adapters_disabled(actor_critic, tiny_model_d
         reference = actor_critic(ids, attention, mode="reference")["logits"]
         policy = actor_critic(ids, attention, mode="policy")["logits"]
         values = actor_critic(ids, attention, mode="value")["values"]
-    torch.testing.assert_close(reference, expected)
+    torch.testing.assert_close(reference, expected)  # trunk + top layers = the model's own forward
     assert (policy - expected).abs().max() > 1e-3  # the actor adapter is live in the policy pass
     assert values.shape == (2, 12)
     # Only one copy of the base weights: the reference and the actor share every frozen tensor.
@@ -68,10 +73,34 @@ def test_actor_and_critic_adapters_train_together_and_apart(actor_critic):
     assert actor and critic and not {id(p) for p in actor} & {id(p) for p in critic}
     perturb(actor)
     ids = torch.randint(5, 2000, (2, 10))
-    out = actor_critic(ids, torch.ones_like(ids), mode="train")
-    (out["logits"].float().mean() + out["values"].mean()).backward()
+    out = actor_critic(ids, torch.ones_like(ids), mode="train", action_mask=torch.ones_like(ids))
+    (out["logprobs"].mean() + out["values"].mean()).backward()
     assert all(p.grad is not None for p in actor + critic)  # one backward reaches both adapters and the head
     assert all(p.requires_grad for p in actor + critic)  # switching adapters froze neither
+
+
+def test_trunk_split_adapts_only_the_top_layers_and_checkpointing_keeps_gradients(tmp_path, tiny_cache, tiny_model_dir):
+    from hermes_train.ppo_model import build_actor_critic
+
+    model = build_actor_critic(recipe_for(tmp_path, *SPLITS["trunk"]), None)
+    assert model.trunk_layers == 1
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, _ in model.policy.named_parameters() if "lora_" in n}
+    assert adapted == {"1"}  # of layers 0 and 1, only the top one
+    perturb(model.actor_parameters())
+    ids = torch.randint(5, 2000, (2, 16))
+    mask = torch.ones_like(ids)
+
+    def gradients(checkpointing: bool) -> list[torch.Tensor]:
+        model.zero_grad()
+        model.gradient_checkpointing_enable() if checkpointing else model.gradient_checkpointing_disable()
+        out = model(ids, mask, mode="train", action_mask=mask)
+        (out["logprobs"].sum() + out["values"].sum()).backward()
+        return [p.grad.clone() for p in model.actor_parameters() + model.critic_parameters()]
+
+    for plain, recomputed in zip(gradients(False), gradients(True)):
+        torch.testing.assert_close(plain, recomputed)
+    with pytest.raises(HermesTrainError, match="trunk_head or separate"):
+        build_actor_critic(recipe_for(tmp_path), None).gradient_checkpointing_enable()
 
 
 def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache, tiny_model_dir):
