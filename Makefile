@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` (the default pipeline) and `make test`.
 VENV ?= .venv
-RECIPE ?= recipes/tiny.yaml
+RECIPE ?= recipes/smollm2.yaml
 PYTEST_ARGS ?=
 
 .PHONY: setup run test clean

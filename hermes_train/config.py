@@ -206,7 +206,7 @@ class PpoConfig(BaseModel):
         "terminal", description="Reward on the last token of the episode, or spread over each assistant turn."
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute the adapted layers' activations in backward (needs critic: trunk_head or separate)."
+        False, description="Keep only each adapted layer's input and recompute its activations in backward."
     )
     critic: Literal["shared_base", "separate", "trunk_head"] = Field(
         "shared_base",

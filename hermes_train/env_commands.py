@@ -155,6 +155,7 @@ def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any
 
     from hermes_train.config import Recipe, load_recipe
     from hermes_train.evaluation import load_model, rollout_engine, trajectory_messages
+    from hermes_train.sft import inference_autocast
 
     base = load_recipe(args.recipe) if args.recipe else Recipe()
     recipe = base.model_copy(update={"model": base.model.model_copy(update={"name_or_path": args.model})})
@@ -176,7 +177,7 @@ def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any
     err.print(f"loaded in {time.perf_counter() - start:.1f}s; playing {task.id} ({decoding}, at most {max_new_tokens} tokens a turn, "
               f"{engine.settings.max_turns} turns)", highlight=False)
     torch.manual_seed(args.seed)  # sampling is reproducible too
-    with err.status(f"playing {task.id}"):
+    with err.status(f"playing {task.id}"), inference_autocast(recipe):
         trajectory = engine.rollout([task])[0]
     played = {
         "model": args.model,

@@ -146,11 +146,6 @@ def episode_row(model: str, trajectory, tokenizer) -> dict[str, Any]:
     }
 
 
-def _looks_like_path(name: str) -> bool:
-    """A local folder rather than a hub id (``org/name``) or a tiny name (``tiny:s``)."""
-    return name.startswith((".", "/", "~")) or Path(name).is_absolute() or name.count("/") > 1
-
-
 def check_adapter(adapter: str | Path) -> Path:
     """``adapter`` as a PEFT adapter folder, with every adapter a PPO stack file says is merged beneath it
     present; otherwise a one-line error naming what is missing (before any weights are loaded)."""
@@ -183,24 +178,21 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
     from hermes_train.ppo_model import load_policy
 
     name = recipe.model.name_or_path
-    if _looks_like_path(name):
-        if not Path(name).expanduser().is_dir():
-            raise HermesTrainError(f"model {name}: folder not found")
-        if not (Path(name).expanduser() / "config.json").is_file():
-            raise HermesTrainError(f"model {name}: not a model folder (config.json missing)")
     adapter = check_adapter(adapter) if adapter is not None else None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tokenizer = load_tokenizer(recipe.model)
         model = load_causal_lm(recipe.model, dtype=dtype) if adapter is None else load_policy(recipe, adapter, dtype=dtype)
-    except (OSError, ValueError) as exc:  # not a model folder, unknown hub id offline, unrecognised config...
+    except ValueError as exc:  # an unrecognised config (missing folders and hub ids are load_causal_lm's errors)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HermesTrainError(f"cannot load model {name}{f' with adapter {adapter}' if adapter else ''}: {first}") from None
     except RuntimeError as exc:
         if adapter is None or "size mismatch" not in str(exc):  # anything else is a bug: keep its traceback
             raise
         raise HermesTrainError(f"adapter {adapter} does not fit model {name} (size mismatch: was it trained on another base?)") from None
+    if adapter is not None:
+        model = model.merge_and_unload()  # generation then pays for no adapter matmuls
     return model.to(device).eval(), tokenizer
 
 
@@ -224,13 +216,21 @@ def play_model(recipe: Recipe, spec: ModelSpec, tasks, *, batch_size: int, progr
     """Load one model, play every task in batches, and return one row per episode."""
     import torch
 
+    from hermes_train.sft import inference_autocast
+
     model, tokenizer = load_model(recipe, spec.adapter)
     engine = rollout_engine(recipe, model, tokenizer, greedy=recipe.eval.greedy, max_new_tokens=recipe.eval.max_new_tokens)
     rows = []
     for start in range(0, len(tasks), batch_size):
         torch.manual_seed(recipe.seed + start)  # sampled evaluation (eval.greedy off) is reproducible too
-        rows += [episode_row(spec.name, t, tokenizer) for t in engine.rollout(tasks[start : start + batch_size])]
-        progress.advance(task_id, min(batch_size, len(tasks) - start))
+        with inference_autocast(recipe):
+            trajectories = engine.rollout(tasks[start : start + batch_size])
+        batch = [episode_row(spec.name, t, tokenizer) for t in trajectories]
+        rows += batch
+        progress.advance(task_id, len(batch))
+        if not console.is_terminal:  # a log file gets no live bar: a line per batch instead
+            console.print(f"eval {spec.name}: {len(rows)}/{len(tasks)} episodes, success so far "
+                          f"{sum(r['success'] for r in rows) / len(rows):.0%}", highlight=False)
     return rows
 
 

@@ -20,6 +20,7 @@ phase needs (``policy``, ``reference``, ``value`` or ``train`` = policy and valu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,11 +68,34 @@ def decoder_of(model) -> nn.Module:
     return causal_lm.base_model
 
 
-def run_layers(decoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, layers, checkpoint: bool = False) -> torch.Tensor:
+@contextlib.contextmanager
+def adapter_in(layer: nn.Module, adapter: str):
+    """Run the LoRA modules inside ``layer`` under ``adapter``, whatever the model's active adapter is then.
+
+    For activation checkpointing on a shared base: backward recomputes a layer after the forward has moved on to
+    another adapter (the critic's pass follows the actor's), so the recomputation must bring its own. Set per
+    module, not with ``PeftModel.set_adapter``, which would also flip ``requires_grad`` in the middle of backward.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    modules = [m for m in layer.modules() if isinstance(m, BaseTunerLayer)]
+    saved = [m._active_adapter for m in modules]
+    for m in modules:
+        m._active_adapter = adapter
+    try:
+        yield
+    finally:
+        for m, active in zip(modules, saved):
+            m._active_adapter = active
+
+
+def run_layers(decoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, layers,
+               checkpoint_adapter: str | None = None) -> torch.Tensor:
     """``layers`` of ``decoder`` over ``hidden``, the way the model's own forward runs them (causal mask from the
     padding mask, rotary embeddings of positions 0..T-1), so that one forward can be split into a frozen trunk
-    and the adapted layers above it. ``checkpoint`` recomputes each layer's activations in backward."""
-    from torch.utils.checkpoint import checkpoint as recompute
+    and the adapted layers above it. With ``checkpoint_adapter`` each layer keeps only its input and is
+    recomputed in backward, under that adapter."""
+    from torch.utils.checkpoint import checkpoint
     from transformers.masking_utils import create_causal_mask
 
     position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
@@ -79,8 +103,13 @@ def run_layers(decoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.T
                               position_ids=position_ids)
     options = {"attention_mask": mask, "position_embeddings": decoder.rotary_emb(hidden, position_ids=position_ids),
                "position_ids": position_ids}
+
+    def recomputable(layer, hidden):
+        with adapter_in(layer, checkpoint_adapter):
+            return layer(hidden, **options)
+
     for layer in layers:
-        hidden = recompute(layer, hidden, use_reentrant=False, **options) if checkpoint else layer(hidden, **options)
+        hidden = checkpoint(recomputable, layer, hidden, use_reentrant=False) if checkpoint_adapter else layer(hidden, **options)
     return hidden
 
 
@@ -113,17 +142,12 @@ class ActorCritic(nn.Module):
         self._trainable = [p for p in self.parameters() if p.requires_grad]
 
     # What TRL's unwrap_model_for_generation asks of a model: checkpointing is off while generating (it only
-    # ever applies to the adapted layers of a pass with gradients).
+    # ever applies to the adapted layers of a pass with gradients, see adapter_in).
     @property
     def is_gradient_checkpointing(self) -> bool:
         return self.checkpointing
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        if self.critic_kind == "shared_base":
-            # The recomputation in backward would run under whichever adapter is active then: the critic's
-            # activations would be recomputed with the actor's adapter, and its gradients silently wrong.
-            raise HermesTrainError("ppo.gradient_checkpointing needs ppo.critic: trunk_head or separate (with "
-                                   "shared_base the critic's layers would be recomputed under the actor's adapter)")
         self.checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
@@ -154,8 +178,9 @@ class ActorCritic(nn.Module):
 
     def _last_hidden(self, model, trunk, attention_mask) -> torch.Tensor:
         decoder = decoder_of(model)
-        checkpoint = self.checkpointing and torch.is_grad_enabled()
-        return decoder.norm(run_layers(decoder, trunk, attention_mask, decoder.layers[self.trunk_layers :], checkpoint))
+        # Only passes with gradients (the update's, never the reference's) are checkpointed, under their adapter.
+        adapter = model.active_adapter if self.checkpointing and torch.is_grad_enabled() else None
+        return decoder.norm(run_layers(decoder, trunk, attention_mask, decoder.layers[self.trunk_layers :], adapter))
 
     def _policy_hidden(self, trunk, attention_mask, reference: bool) -> torch.Tensor:
         if reference:

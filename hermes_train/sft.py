@@ -108,6 +108,18 @@ def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
     return "fp32", torch.float32
 
 
+def inference_autocast(recipe: Recipe):
+    """The autocast a stage that only generates (evaluation, ``envs play``) runs under: bf16 where training would
+    use bf16 autocast over fp32 weights (a CPU with native bf16), else none (CUDA loads bf16 weights instead)."""
+    import contextlib
+
+    import torch
+
+    if device_type() == "cpu" and choose_precision(recipe, "cpu")[0] == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 PACKED_ATTENTION = "hermes_packed_sdpa"
 
 
@@ -252,6 +264,26 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
     )
 
 
+def score_loss_positions_only() -> None:
+    """Make TRL's fused LM head project only the positions that carry loss, on every device (idempotent).
+
+    TRL 1.16 does so only where Triton runs (elsewhere a varying number of positions would recompile kernels) and
+    on CPU projects every position through the head. With a 49k vocabulary and loss on the assistant tokens
+    alone (about a quarter of a tool-use example), the head was most of an SFT step on CPU.
+    """
+    import trl.trainer.utils as trl_utils
+
+    if getattr(trl_utils._use_triton, "hermes_patched", False):
+        return
+    original = trl_utils._use_triton
+
+    def compact(device) -> bool:  # read only by add_fused_lm_head; TRL's kernels keep their own reference
+        return device.type == "cpu" or original(device)
+
+    compact.hermes_patched = True
+    trl_utils._use_triton = compact
+
+
 def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list | None = None,
                       report_to: list[str] | None = None, run_name: str | None = None,
                       output_dir: str | Path | None = None):
@@ -264,6 +296,8 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     from peft import PeftModel
     from transformers.trainer_utils import IntervalStrategy
     from trl import SFTTrainer
+
+    score_loss_positions_only()
 
     from hermes_train.models import load_causal_lm, load_tokenizer, lora_config
 

@@ -9,6 +9,9 @@
 #   rollout     scripts/bench_rollout.py       batched / one-at-a-time rollout episodes/s (goal >= 8x)
 #   ppo_memory  scripts/bench_ppo_memory.py    shared-base / separate-models PPO peak memory (goal <= 0.35x),
 #                                              against both baselines (--baseline both)
+#   ppo         scripts/bench_ppo.py           PPO seconds per episode on recipes/smollm2.yaml, classic (all layers
+#                                              adapted, critic adapter, fp32) / default (goal >= 10x), and the
+#                                              default's peak RSS (goal <= 8 GB)
 #   pipeline    scripts/bench_pipeline.py      `hermes-train pipeline recipes/tiny.yaml` wall time per stage and
 #                                              in total (goal <= 15 min), and the evaluation's headline figures
 #
@@ -25,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL="envs,sft,rollout,ppo_memory,pipeline"
+ALL="envs,sft,rollout,ppo_memory,ppo,pipeline"
 QUICK=0
 COLD=0
 ONLY="$ALL"
@@ -95,12 +98,15 @@ if [ "$QUICK" = 1 ]; then
   run_bench sft "$PY" scripts/bench_sft.py --steps 3 --warmup 1 --num-examples 100
   run_bench rollout "$PY" scripts/bench_rollout.py --batch 8 --max-new-tokens 32 --max-turns 2
   run_bench ppo_memory "$PY" scripts/bench_ppo_memory.py --baseline both --layers 2 --batch 2 --seq 128
+  run_bench ppo "$PY" scripts/bench_ppo.py --model tiny:s --episodes 2 \
+    ppo.max_new_tokens_per_turn=32 ppo.max_turns=2 lora.layers=2
   PIPELINE_ARGS=(--quick)
 else
   run_bench envs "$PY" scripts/bench_envs.py
   run_bench sft "$PY" scripts/bench_sft.py
   run_bench rollout "$PY" scripts/bench_rollout.py
   run_bench ppo_memory "$PY" scripts/bench_ppo_memory.py --baseline both
+  run_bench ppo "$PY" scripts/bench_ppo.py
   PIPELINE_ARGS=()
 fi
 if [ "$COLD" = 1 ]; then
@@ -169,6 +175,19 @@ def ppo_memory(d):
         rows.append(("ppo_memory", f"shared / {name}: weights + grads + AdamW alone", f"{r['analytic_ratio']:.2f}x", "", ""))
 
 
+def ppo(d):
+    shape = f"{d['model']}, {d['episodes']} episodes x {d['iterations']} iteration(s)"
+    if d.get("episode_ratio") is not None:
+        rows.append(("ppo", f"classic / default seconds per episode ({shape})", f"{d['episode_ratio']:.1f}x",
+                     f">= {d['goal_ratio']:g}x", verdict(d["ratio_met"])))
+        rows.append(("ppo", "classic / default update seconds (scoring + PPO epochs)", f"{d['update_ratio']:.1f}x", "", ""))
+    for name, c in d["configs"].items():
+        rows.append(("ppo", f"{name}: seconds per episode ({c['precision']}, {c['policy_tokens_per_episode']:.0f} policy tokens)",
+                     f"{c['seconds_per_episode']:.2f} s", "", ""))
+    if d.get("peak_gb") is not None:
+        rows.append(("ppo", "default: peak RSS", f"{d['peak_gb']:.1f} GB", f"<= {d['goal_peak_gb']:g} GB", verdict(d["memory_met"])))
+
+
 def pipeline(d):
     for s in d["stages"]:
         if s["status"] == "off":
@@ -188,7 +207,7 @@ def pipeline(d):
         rows.append(("pipeline", "eval ppo_vs_sft: success rate delta [95% CI]", interval(c.get("success_rate"), percent=True), "", ""))
 
 
-BENCHES = {"envs": envs, "sft": sft, "rollout": rollout, "ppo_memory": ppo_memory, "pipeline": pipeline}
+BENCHES = {"envs": envs, "sft": sft, "rollout": rollout, "ppo_memory": ppo_memory, "ppo": ppo, "pipeline": pipeline}
 status_lines = (out / "status.tsv").read_text(encoding="utf-8").splitlines()
 for line in status_lines:
     name, rc, seconds, log = line.split("\t")
