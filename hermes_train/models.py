@@ -37,6 +37,8 @@ def _from_pretrained(loader, field: str, name_or_path: str, **options):
     local = Path(path).expanduser()
     if path.startswith(("/", ".", "~")) and not local.is_dir():
         raise HermesTrainError(f"{field}: no such model folder {path!r}")
+    if local.is_dir() and not any((local / name).is_file() for name in ("config.json", "tokenizer_config.json")):
+        raise HermesTrainError(f"{field}: {path!r} is not a model folder (no config.json)")
     try:
         return loader.from_pretrained(path, **options)
     except OSError as error:  # not a model folder, or a hub id that is unknown or cannot be reached offline

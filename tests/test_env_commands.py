@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from hermes_train.cli import main
 
 TINY = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml")
 # The user's model cache, read before the session's private cache (conftest's tiny_cache) replaces it.
-USER_CACHE = os.environ.get("HERMES_TRAIN_CACHE", str(Path.home() / ".cache" / "hermes_train"))
 
 
 def run_json(capsys, *argv):
@@ -106,19 +104,16 @@ def test_play_a_model_prints_the_transcript_and_every_reward_dimension(capsys, t
     assert sum(r == "assistant" for r in roles) == len(report["episode"]["turns"]) <= 2
 
 
-def test_play_the_recipe_default_tiny_s_model(capsys, monkeypatch):
-    """``tiny:s``, the default recipe's model, from the user's model cache: building it takes tens of minutes on
-    2 CPU cores, far too long for a test, so the test runs where a recipe has built it once and skips elsewhere."""
-    from hermes_train.tiny_model import cached_build
-
-    if not (cached_build("s", cache_dir=USER_CACHE) / "config.json").is_file():
-        pytest.skip(f"tiny:s is not built in {USER_CACHE} (any run of recipes/tiny.yaml builds it)")
-    monkeypatch.setenv("HERMES_TRAIN_CACHE", USER_CACHE)
-    assert main(["envs", "play", "apis", "--seed", "3", "--model", "tiny:s", "--max-new-tokens", "48"]) == 0
+@pytest.mark.slow
+def test_play_the_default_recipes_model(capsys, tiny_cache):
+    """``smollm2:135m-instruct``, the default recipe's base (converted into the test session's cache)."""
+    model = "smollm2:135m-instruct"
+    assert main(["envs", "play", "apis", "--seed", "3", "--model", model, "--max-new-tokens", "48", "--max-turns", "2"]) == 0
     shown = capsys.readouterr().out
-    assert "apis/test/single/3" in shown and "tiny:s" in shown and "assistant (turn 0)" in shown and "total" in shown
-    report = run_json(capsys, "envs", "play", "apis", "--seed", "3", "--model", "tiny:s", "--max-new-tokens", "48", "--json")
-    assert report["task"]["seed"] == 3 and report["model"]["model"] == "tiny:s" and report["model"]["greedy"] is True
+    assert "apis/test/single/3" in shown and model in shown and "assistant (turn 0)" in shown and "total" in shown
+    report = run_json(capsys, "envs", "play", "apis", "--seed", "3", "--model", model, "--max-new-tokens", "48",
+                      "--max-turns", "2", "--json")
+    assert report["task"]["seed"] == 3 and report["model"]["model"] == model and report["model"]["greedy"] is True
     assert report["messages"][1]["content"] == report["task"]["prompt"] and 0.0 <= report["reward"]["total"] <= 1.0
 
 
@@ -129,7 +124,7 @@ def test_play_model_errors_are_one_line(capsys, tmp_path, tiny_cache):
         (["--model", "tiny:xs", "--adapter", str(tmp_path / "not_an_adapter")],
          f"error: adapter {tmp_path / 'not_an_adapter'}: no PEFT adapter there (adapter_config.json missing)"),
         (["--model", str(tmp_path / "no_model")], f"error: model.name_or_path: no such model folder '{tmp_path / 'no_model'}'"),
-        (["--model", str(tmp_path)], f"error: model.name_or_path: cannot load '{tmp_path}'"),
+        (["--model", str(tmp_path)], f"error: model.name_or_path: '{tmp_path}' is not a model folder (no config.json)"),
         (["--oracle", "--adapter", str(tmp_path)], "error: --adapter only applies with --model"),
         (["--model", "tiny:xs", "--temperature", "-1"], "error: --temperature -1.0: must be 0 (greedy) or more"),
     ]
