@@ -43,8 +43,11 @@ def _from_pretrained(loader, field: str, name_or_path: str, **options):
         return loader.from_pretrained(path, **options)
     except OSError as error:  # not a model folder, or a hub id that is unknown or cannot be reached offline
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise HermesTrainError(f"{field}: cannot load {path!r} ({first_line}); short names: tiny:xs, tiny:s, "
-                               "smollm2:135m-instruct") from error
+        from hermes_train.bundled_models import BUNDLED
+        from hermes_train.tiny_model import SIZES
+
+        short_names = ", ".join([*(f"tiny:{size}" for size in SIZES), *BUNDLED])
+        raise HermesTrainError(f"{field}: cannot load {path!r} ({first_line}); short names: {short_names}") from error
 
 
 def load_tokenizer(cfg: ModelConfig):
