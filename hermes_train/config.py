@@ -163,8 +163,16 @@ class SftConfig(BaseModel):
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
     assistant_only_loss: bool = Field(True, description="Train only on assistant tokens.")
     packing: bool = Field(False, description="Pack several examples into one sequence (padding-free, BFD).")
+    share_prefix: bool = Field(False, description="With packing: examples that open with the same system prompt are "
+                               "packed behind one copy of it, each attending to it and to itself (exact).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
     eval_steps: int = Field(0, ge=0, description="Evaluate on the held-out split every N steps; 0 = at the end only.")
+
+    @model_validator(mode="after")
+    def _share_prefix_packs(self) -> SftConfig:
+        if self.share_prefix and not self.packing:
+            raise ValueError("share_prefix needs packing: true (it is a way of packing)")
+        return self
 
 
 class PpoConfig(BaseModel):

@@ -14,9 +14,10 @@ The loss covers only assistant tokens (``<think>`` blocks, ``<tool_call>`` block
 ``<|im_end|>`` included) when ``sft.assistant_only_loss`` is on: the pre-tokenized ``assistant_masks`` become
 the labels. With ``sft.packing`` the examples are packed best-fit-decreasing into rows of
 ``data.max_seq_len`` tokens and batches are flattened padding-free (position ids restart per example, so no
-example attends to another); unless the recipe names an attention implementation (e.g. flash_attention_2,
-which handles such rows natively), attention then runs example by example (``packed_sdpa_attention_forward``)
-rather than through sdpa's dense mask over the whole flattened row. Precision is picked from the hardware (``choose_precision``): bf16 on a CUDA device that supports it
+example attends to another); with ``sft.share_prefix`` as well, the examples that open with the same system
+prompt are packed behind one copy of it (``hermes_train.packing``). Unless the recipe names an attention
+implementation (e.g. flash_attention_2, which handles plain packed rows natively), attention then runs segment by
+segment (``packing.packed_sdpa_attention_forward``) rather than through sdpa's dense mask over the whole row. Precision is picked from the hardware (``choose_precision``): bf16 on a CUDA device that supports it
 (when ``model.dtype`` is auto or bfloat16), bf16 autocast on a CPU with native bf16 instructions (when it is
 bfloat16), fp32 otherwise. Works the same on one process and under
 ``accelerate launch`` / torchrun (DDP or DeepSpeed configs are handled by Trainer); only the main process
@@ -48,7 +49,6 @@ __all__ = [
     "SftResult",
     "build_sft_trainer",
     "choose_precision",
-    "register_packed_attention",
     "run_sft",
     "sft_dir",
     "sft_training_args",
@@ -122,56 +122,6 @@ def inference_autocast(recipe: Recipe):
     return contextlib.nullcontext()
 
 
-PACKED_ATTENTION = "hermes_packed_sdpa"
-
-
-def packed_sdpa_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                                  is_causal=None, **kwargs):
-    """SDPA that attends packed sequences one by one instead of through a dense block-diagonal mask.
-
-    A padding-free packed batch is one row of ``B * max_seq_len`` tokens; plain ``sdpa`` gets a dense
-    ``(T, T)`` mask for it and pays for every pair of tokens, across examples too. Given the sequence
-    boundaries (``cu_seq_lens_q``, which TRL's collator passes), each example is attended causally on its own:
-    the same result for a fraction of the cost (sum of squared lengths instead of the square of their sum).
-    Anything else (padded batches, generation with a cache, sliding windows) goes to the stock ``sdpa``.
-    """
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    cu_seq_lens = kwargs.get("cu_seq_lens_q")
-    if (
-        cu_seq_lens is None
-        or query.shape[0] != 1
-        or query.shape[2] != key.shape[2]
-        or kwargs.get("sliding_window") is not None
-        or kwargs.get("output_attentions")
-    ):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
-    bounds = cu_seq_lens.tolist()
-    groups = query.shape[1] != key.shape[1]
-    outputs = [
-        torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-            dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=groups,
-        )
-        for start, end in zip(bounds, bounds[1:])
-        if end > start
-    ]
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
-
-
-def register_packed_attention() -> str:
-    """Register ``packed_sdpa_attention_forward`` with transformers (idempotent); returns its name."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-    AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention_forward)
-    # Masks as for sdpa, which the fallback path needs; the packed path ignores the mask.
-    AttentionMaskInterface.register(PACKED_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
-    return PACKED_ATTENTION
-
-
 def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
     """What only SFT can check, before anything is loaded or replaced (``replacing``: a fresh run that will
     replace the adapter and checkpoints in ``output_dir/sft``)."""
@@ -183,6 +133,11 @@ def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
     except ValueError:
         known = ", ".join(t.value for t in SchedulerType)
         raise HermesTrainError(f"sft.lr_scheduler = {sft.lr_scheduler!r}: not a transformers scheduler; known: {known}") from None
+    if sft.share_prefix and recipe.model.attn_implementation is not None:
+        raise HermesTrainError(
+            f"sft.share_prefix needs the project's packed attention, which reads shared prefixes; "
+            f"model.attn_implementation = {recipe.model.attn_implementation!r} would not (unset it, or share_prefix: false)"
+        )
     if recipe.lora.adapter_path:
         adapter_path = Path(recipe.lora.adapter_path)
         if not (adapter_path / "adapter_config.json").is_file():
@@ -248,9 +203,12 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
         gradient_checkpointing=sft.gradient_checkpointing,
         # Data
         max_length=recipe.data.max_seq_len,
-        packing=sft.packing,
+        # Shared-prefix rows are packed by hermes_train.packing and collated by its SharedPrefixCollator.
+        packing=sft.packing and not sft.share_prefix,
         packing_strategy="bfd",
-        padding_free=sft.packing,
+        padding_free=sft.packing and not sft.share_prefix,
+        dataset_kwargs={"skip_prepare_dataset": True} if sft.share_prefix else None,
+        remove_unused_columns=not sft.share_prefix,
         assistant_only_loss=False,  # the masks come pre-tokenized (assistant_masks), see _prepare_columns
         # Logging, evaluation, checkpoints
         logging_strategy="steps",
@@ -301,7 +259,9 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
 
     score_loss_positions_only()
 
+    from hermes_train.formatting import IM_END
     from hermes_train.models import load_causal_lm, load_tokenizer, lora_config
+    from hermes_train.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
 
     _check_recipe(recipe)
     sft = recipe.sft
@@ -321,6 +281,13 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
         raise HermesTrainError("the SFT training set is empty (check data.sources and data.num_examples)")
     if evaluation is None:
         args.eval_strategy = IntervalStrategy.NO  # nothing held out (data.eval_fraction = 0)
+    collator = None
+    if sft.share_prefix:
+        end_of_turn = tokenizer.convert_tokens_to_ids(IM_END)
+        train, data.stats["packing"] = pack_shared_prefix(train, recipe.data.max_seq_len, end_of_turn)
+        if evaluation is not None:
+            evaluation, _ = pack_shared_prefix(evaluation, recipe.data.max_seq_len, end_of_turn)
+        collator = SharedPrefixCollator()
 
     # The model is loaded after the arguments: with a DeepSpeed ZeRO-3 config they set up partitioned loading.
     model_kwargs = {"dtype": weight_dtype}
@@ -341,10 +308,17 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=peft_config,
+        data_collator=collator,
         callbacks=callbacks,
     )
     trainer.hermes_precision = precision  # shown in the summary
     return trainer, data
+
+
+def _packing_label(sft) -> str:
+    if sft.share_prefix:
+        return ", packed behind shared system prompts"
+    return ", packed (BFD, padding-free)" if sft.packing else ""
 
 
 def _clear_previous_run(directory: Path) -> None:
@@ -442,7 +416,7 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
             f"[green]SFT[/green] {escape(recipe.model.name_or_path)}: LoRA {n_trainable:,} trainable of {n_total:,} "
             f"parameters, {len(data.train):,} training examples"
             f"{f', {len(data.eval):,} eval' if data.eval is not None else ''}, {recipe.sft.max_steps} steps, "
-            f"{trainer.hermes_precision}{', packed (BFD, padding-free)' if recipe.sft.packing else ''}, "
+            f"{trainer.hermes_precision}{_packing_label(recipe.sft)}, "
             f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
             highlight=False,
         )

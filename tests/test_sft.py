@@ -117,13 +117,14 @@ def _stand_in_data(tokenizer, conversations: list[dict]):
     return SimpleNamespace(train=Dataset.from_dict(rows), eval=None, stats={})
 
 
-@pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("packing", ["padded", "packed", "shared"])
 def test_only_assistant_turns_are_trained(tmp_path, tiny_cache, tiny_model_dir, tiny_tokenizer, packing):
     from hermes_train.sft import build_sft_trainer
 
     conversations = _conversations()
     assert sum(m["role"] == "tool" for c in conversations for m in c["messages"]) > 20
-    recipe = load_recipe(write_recipe(tmp_path, tmp_path / "run", data={"max_seq_len": 2048}, sft={"packing": packing, "per_device_batch_size": 4}))
+    sft = {"packing": packing != "padded", "share_prefix": packing == "shared", "per_device_batch_size": 4}
+    recipe = load_recipe(write_recipe(tmp_path, tmp_path / "run", data={"max_seq_len": 2048}, sft=sft))
     trainer, _ = build_sft_trainer(recipe, data=_stand_in_data(tiny_tokenizer, conversations))
 
     by_ids = {}
@@ -131,19 +132,33 @@ def test_only_assistant_turns_are_trained(tmp_path, tiny_cache, tiny_model_dir, 
         ids = tiny_tokenizer.apply_chat_template(conversation["messages"], tools=conversation["tools"] or None, tokenize=True, return_dict=True)["input_ids"]
         by_ids[tuple(ids)] = conversation
 
-    seen = 0
+    seen = continued = 0
     pad = tiny_tokenizer.pad_token_id
     for batch in trainer.get_train_dataloader():
-        if packing:
-            # One flattened row; position ids restart at 0 where each example begins.
-            assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
-            starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
-            segments = [(batch["input_ids"][0, a:b], batch["labels"][0, a:b]) for a, b in zip(starts, starts[1:])]
-        else:
+        if packing == "padded":
             segments = [(ids[mask.bool()], labels[mask.bool()]) for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
             assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()  # padding never trained
+        else:
+            # One flattened row cut at its segment boundaries. A segment whose positions start at P > 0 continues
+            # the first P tokens (the shared system prompt, never trained) of the last segment that started at 0.
+            assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+            bounds = batch["cu_seq_lens_q"].tolist()
+            positions = batch["position_ids"][0]
+            segments = []
+            for a, b in zip(bounds, bounds[1:]):
+                ids, labels = batch["input_ids"][0, a:b], batch["labels"][0, a:b]
+                assert positions[a:b].tolist() == list(range(int(positions[a]), int(positions[a]) + b - a))
+                if positions[a] == 0:
+                    root = a
+                else:
+                    prefix = int(positions[a])
+                    assert (batch["labels"][0, root:root + prefix] == -100).all()
+                    ids = torch.cat([batch["input_ids"][0, root:root + prefix], ids])
+                    labels = torch.cat([torch.full((prefix,), -100), labels])
+                    continued += 1
+                segments.append((ids, labels))
         for ids, labels in segments:
-            ids = ids[ids != pad] if packing else ids
+            ids = ids[ids != pad] if packing == "packed" else ids
             conversation = by_ids[tuple(ids.tolist())]
             labels = labels[: len(ids)]
             trained_text = tiny_tokenizer.decode(ids[labels != -100], skip_special_tokens=False)
@@ -153,6 +168,8 @@ def test_only_assistant_turns_are_trained(tmp_path, tiny_cache, tiny_model_dir, 
             assert trained_text.count(formatting.IM_END) == sum(m["role"] == "assistant" for m in conversation["messages"])
             seen += 1
     assert seen == len(conversations)
+    if packing == "shared":
+        assert continued >= 3  # each environment's examples share its system prompt
 
 
 def test_packed_attention_matches_examples_run_one_by_one(tiny_model_dir, tiny_tokenizer):
@@ -160,7 +177,7 @@ def test_packed_attention_matches_examples_run_one_by_one(tiny_model_dir, tiny_t
     alone, and padded batches (attention mask, no boundaries) fall back to stock sdpa unchanged."""
     from transformers import AutoModelForCausalLM
 
-    from hermes_train.sft import register_packed_attention
+    from hermes_train.packing import register_packed_attention
 
     name = register_packed_attention()
     packed_model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=name).eval()
@@ -186,6 +203,51 @@ def test_packed_attention_matches_examples_run_one_by_one(tiny_model_dir, tiny_t
         mask = (torch.arange(padded.shape[1])[None] < torch.tensor([[len(sequences[0])], [len(sequences[1])]])).long()
         torch.testing.assert_close(packed_model(input_ids=padded, attention_mask=mask).logits,
                                    plain_model(input_ids=padded, attention_mask=mask).logits, atol=1e-6, rtol=0)
+
+
+def test_shared_prefix_rows_give_each_example_its_own_loss_and_gradient(tiny_model_dir, tiny_tokenizer):
+    """Examples packed behind one copy of their system prompt train exactly as they do one by one: the same
+    summed loss and the same gradient for every weight (the prefix's share flows once through its one copy)."""
+    from transformers import AutoModelForCausalLM
+
+    from hermes_train.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
+
+    data = _stand_in_data(tiny_tokenizer, _conversations()[:6]).train  # three environments, two examples each
+    rows, stats = pack_shared_prefix(data, 4096, tiny_tokenizer.convert_tokens_to_ids(formatting.IM_END))
+    assert stats["shared_prefixes"] == 3 and stats["packed_tokens"] < 0.8 * stats["example_tokens"]
+    batch = SharedPrefixCollator()(list(rows))
+
+    def summed_loss(model, input_ids, labels, **kwargs):
+        logits = model(input_ids=input_ids, **kwargs).logits[0, :-1]
+        return torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=-100, reduction="sum")
+
+    def gradient(model):
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    packed_model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=register_packed_attention())
+    packed_loss = summed_loss(packed_model, **batch)
+    packed_loss.backward()
+    plain_model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    one_by_one = 0.0
+    for ids, mask in zip(data["input_ids"], data["assistant_masks"]):
+        labels = torch.tensor([[t if m else -100 for t, m in zip(ids, mask)]])
+        loss = summed_loss(plain_model, torch.tensor([ids]), labels)
+        loss.backward()
+        one_by_one += loss.item()
+    assert packed_loss.item() == pytest.approx(one_by_one, rel=1e-5)
+    torch.testing.assert_close(gradient(packed_model), gradient(plain_model), atol=1e-4, rtol=1e-4)
+
+
+def test_share_prefix_needs_packing_and_the_packed_attention(tmp_path):
+    from hermes_train.config import ConfigError
+    from hermes_train.sft import build_sft_trainer
+
+    with pytest.raises(ConfigError, match="share_prefix needs packing"):
+        load_recipe(write_recipe(tmp_path, tmp_path / "run", sft={"share_prefix": True, "packing": False}))
+    recipe = load_recipe(write_recipe(tmp_path, tmp_path / "run", model={"attn_implementation": "eager"},
+                                      sft={"share_prefix": True, "packing": True}))
+    with pytest.raises(HermesTrainError, match="model.attn_implementation = 'eager' would not"):
+        build_sft_trainer(recipe)
 
 
 # --------------------------------------------------------------------------------------------------
