@@ -174,8 +174,9 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
     episode evaluation would play. Loading problems the user can fix are one-line ``HermesTrainError``s."""
     import torch
 
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.models import cast_frozen_linears_for_autocast, load_causal_lm, load_tokenizer
     from hermes_train.ppo_model import load_policy
+    from hermes_train.sft import choose_precision
 
     name = recipe.model.name_or_path
     adapter = check_adapter(adapter) if adapter is not None else None
@@ -193,6 +194,9 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
         raise HermesTrainError(f"adapter {adapter} does not fit model {name} (size mismatch: was it trained on another base?)") from None
     if adapter is not None:
         model = model.merge_and_unload()  # generation then pays for no adapter matmuls
+    model.requires_grad_(False)
+    if device == "cpu" and choose_precision(recipe, device)[0] == "bf16":
+        cast_frozen_linears_for_autocast(model)  # it plays under inference_autocast: the same products, no copies
     return model.to(device).eval(), tokenizer
 
 

@@ -81,6 +81,37 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     return _from_pretrained(AutoModelForCausalLM, "model.name_or_path", cfg.name_or_path, **options)
 
 
+def cast_frozen_linears_for_autocast(model) -> int:
+    """Store the frozen ``nn.Linear`` weights (and biases) in bf16; returns how many weights were cast.
+
+    For use where the model only ever runs under CPU bf16 autocast (``sft.choose_precision`` is "bf16" there):
+    autocast casts every fp32 Linear weight to bf16 on every call unless the weight requires grad (those casts
+    are cached), so frozen weights were copied on every call, and while decoding a batch of a few tokens that
+    copy is a large share of each step. Cast once, the weights are the very bf16 values autocast would have made,
+    so every product is unchanged. Trained weights (LoRA matrices, value heads) stay fp32. A head tied to the
+    input embedding gets its own bf16 copy, untied (both are frozen), so that the embedding, and with it the
+    residual stream, stays fp32.
+    """
+    import torch
+    from torch import nn
+
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    cast = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        for name in ("weight", "bias"):
+            param = getattr(module, name)
+            if param is None or param.requires_grad or param.dtype != torch.float32:
+                continue
+            if id(param) in embedded:
+                setattr(module, name, nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False))
+            else:
+                param.data = param.data.to(torch.bfloat16)
+            cast += name == "weight"
+    return cast
+
+
 def decoder_layer_count(model) -> int:
     return model.config.get_text_config().num_hidden_layers
 

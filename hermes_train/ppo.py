@@ -482,7 +482,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
 
     from hermes_train.config import save_resolved_recipe
     from hermes_train.distributed import make_accelerator, whole_weights
-    from hermes_train.models import load_tokenizer, starting_adapter
+    from hermes_train.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
     from hermes_train.ppo_model import build_actor_critic
     from hermes_train.rollout import RolloutEngine, RolloutSettings
     from hermes_train.run_info import write_run_info
@@ -514,6 +514,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     start_adapter = starting_adapter(recipe)
     with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
         model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
+    if accelerator.device.type == "cpu" and precision == "bf16":
+        cast_frozen_linears_for_autocast(model)  # every forward runs under autocast: the same products, no copies
     if ppo.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(

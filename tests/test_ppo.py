@@ -109,6 +109,36 @@ def test_activation_checkpointing_gives_the_same_gradients(actor_critic):
         torch.testing.assert_close(a, b)
 
 
+def test_frozen_weights_cast_once_give_autocast_the_same_products(actor_critic):
+    """Under CPU bf16 autocast, storing the frozen Linear weights in bf16 (what autocast would cast them to on
+    every call) changes no output and no gradient; trained weights and the tied embedding stay fp32."""
+    from hermes_train.models import cast_frozen_linears_for_autocast
+
+    perturb(actor_critic.actor_parameters())
+    perturb(actor_critic.critic_parameters(), seed=1)
+    ids = torch.randint(5, 2000, (2, 16))
+    mask = torch.ones_like(ids)
+
+    def outputs():
+        actor_critic.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = actor_critic(ids, mask, mode="train", action_mask=mask)
+        (out["logprobs"].sum() + out["values"].sum()).backward()
+        grads = [p.grad.clone() for p in actor_critic.actor_parameters() + actor_critic.critic_parameters()]
+        return out["logprobs"].detach(), out["values"].detach(), grads
+
+    before = outputs()
+    assert cast_frozen_linears_for_autocast(actor_critic) > 0
+    assert all(p.dtype == torch.float32 for p in actor_critic.actor_parameters() + actor_critic.critic_parameters())
+    embeddings = actor_critic.policy.get_input_embeddings().weight
+    assert embeddings.dtype == torch.float32
+    after = outputs()
+    torch.testing.assert_close(after[0], before[0], atol=0, rtol=0)
+    torch.testing.assert_close(after[1], before[1], atol=0, rtol=0)
+    for a, b in zip(after[2], before[2]):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
 def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache, tiny_model_dir):
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
