@@ -6,6 +6,11 @@ one-at-a-time at batch 32), and where each mode's time went (prefill: prompt and
 model; decode: sampling the policy's tokens; other: tokenizing, environments, rewards).
 
     python scripts/bench_rollout.py [--model tiny:s] [--batch 32] [--max-new-tokens 64] [--repeats 1] [--clock wall] [--json PATH]
+    python scripts/bench_rollout.py --model smollm2:135m-instruct --batch 16 --max-turns 1 --bf16
+
+``--bf16`` (on a CPU with native bf16) also times the batched mode under bf16 autocast as PPO and evaluation
+run it, with frozen weights: kept fp32 (autocast copies each to bf16 on every call) and stored in bf16 once
+(``models.cast_frozen_linears_for_autocast``, the same products).
 
 On a shared machine, ``--repeats 3`` alternates the modes and keeps each one's best run (other processes only
 slow a run down), and ``--threads 1 --clock cpu`` times the process's CPU time instead of the wall clock
@@ -28,7 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
 from hermes_train.rollout import RolloutEngine, RolloutSettings
-from hermes_train.models import resolve_model_path
+from hermes_train.models import cast_frozen_linears_for_autocast, resolve_model_path
 
 GOAL = 8.0
 PHASES = ("prefill_seconds", "decode_seconds")
@@ -55,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode, alternating; the best one counts")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this process's CPU time (use with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast, frozen weights fp32 vs stored bf16")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     args = parser.parse_args()
     if args.threads:
@@ -72,6 +78,13 @@ def main() -> None:
         for mode in runs:
             runs[mode].append(measure(engine, tasks, batched=mode == "batched", clock=clock))
     results = {mode: max(r, key=lambda x: x["episodes_per_s"]) for mode, r in runs.items()}
+    if args.bf16:
+        model.requires_grad_(False)  # as in evaluation and PPO's frozen base: autocast caches no cast of these
+        for mode in ("bf16 autocast, fp32 weights", "bf16 autocast, bf16 weights"):
+            if mode.endswith("bf16 weights"):
+                cast_frozen_linears_for_autocast(model)
+            with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+                results[mode] = measure(engine, tasks, batched=True, clock=clock)
 
     title = f"rollout throughput: {args.model}, {args.batch} episodes, {torch.get_num_threads()} threads, {args.clock} clock"
     table = Table(title=title + (f", best of {args.repeats}" if args.repeats > 1 else ""))
@@ -86,12 +99,17 @@ def main() -> None:
     token_ratio = results["batched"]["tokens_per_s"] / results["one at a time"]["tokens_per_s"]
     verdict = "met" if ratio >= GOAL else "missed"
     print(f"batched / one-at-a-time: {ratio:.1f}x episodes/s, {token_ratio:.1f}x tokens/s (goal >= {GOAL:.0f}x: {verdict})")
+    if args.bf16:
+        cast_ratio = results["bf16 autocast, bf16 weights"]["tokens_per_s"] / results["bf16 autocast, fp32 weights"]["tokens_per_s"]
+        print(f"bf16 autocast, frozen weights stored bf16 / kept fp32: {cast_ratio:.2f}x tokens/s")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "benchmark": "rollout", "model": args.model, "batch": args.batch, "max_new_tokens": args.max_new_tokens,
             "max_turns": args.max_turns, "repeats": args.repeats, "clock": args.clock, "threads": torch.get_num_threads(),
-            "modes": results, "episodes_ratio": ratio, "tokens_ratio": token_ratio, "goal_ratio": GOAL, "met": ratio >= GOAL,
+            "modes": results, "episodes_ratio": ratio,
+            **({"bf16_cast_tokens_ratio": results["bf16 autocast, bf16 weights"]["tokens_per_s"]
+                / results["bf16 autocast, fp32 weights"]["tokens_per_s"]} if args.bf16 else {}), "tokens_ratio": token_ratio, "goal_ratio": GOAL, "met": ratio >= GOAL,
         }, indent=2, default=float) + "\n", encoding="utf-8")
 
 
