@@ -244,19 +244,7 @@ def normalised_scores(recipe: Recipe, accelerator, trajectories: list[Trajectory
     # per_dimension: z-score every dimension over all ranks' episodes, then weight (GDPO-style)
     dims = torch.tensor([[t.reward.dimensions[d] for d in DIMENSIONS] for t in trajectories], device=accelerator.device)
     weights = torch.tensor([getattr(recipe.reward.weights, d) for d in DIMENSIONS], device=accelerator.device)
-    everyone = accelerator.gather(dims)
-    mean, std = everyone.mean(0), everyone.std(0, unbiased=False)
-    scores = ((dims - mean) / (std + 1e-6) * weights / weights.sum()).sum(-1)
-    return scores.tolist(), 1.0
-
-
-def global_whiten(x: torch.Tensor, mask: torch.Tensor, accelerator) -> torch.Tensor:
-    """``masked_whiten`` with the mean and variance taken over every rank's tokens."""
-    stats = torch.stack([(x * mask).sum(), mask.sum()])
-    total, count = accelerator.reduce(stats, reduction="sum").tolist()
-    mean = total / max(count, 1)
-    sq = accelerator.reduce(((x - mean) ** 2 * mask).sum(), reduction="sum").item()
-    return (x - mean) * (1.0 / math.sqrt(sq / max(count, 1) + 1e-8)) * mask
+    return ppo_core.normalise_dimensions(dims, weights, population=accelerator.gather(dims)).tolist(), 1.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,7 +581,8 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
         # 3. Advantages -----------------------------------------------------------------------------
         batch.advantages, batch.returns = ppo_core.gae(batch.rewards, batch.values, mask, ppo.gamma, ppo.lam)
         if ppo.whiten_advantages:
-            batch.advantages = global_whiten(batch.advantages, mask, accelerator)
+            batch.advantages = ppo_core.masked_whiten(batch.advantages, mask,
+                                                      reduce_sum=lambda t: accelerator.reduce(t, reduction="sum"))
 
         # 4. Update ---------------------------------------------------------------------------------
         model.train()

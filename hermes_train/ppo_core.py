@@ -13,6 +13,7 @@ Implementation Details of PPO" (value clipping, advantage whitening, approximate
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +23,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Normalise ``x`` to unit variance (and zero mean) over the masked entries; others become 0."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+                  reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Normalise ``x`` to unit variance (and zero mean) over the masked entries; others become 0.
+
+    ``reduce_sum`` sums a tensor over every rank (e.g. ``lambda t: accelerator.reduce(t, "sum")``), so that the
+    mean and variance are those of all ranks' tokens; by default they are this process's.
+    """
+    reduce_sum = reduce_sum or (lambda t: t)
+    total, count = reduce_sum(torch.stack([(x * mask).sum(), mask.sum()])).unbind()
+    count = count.clamp(min=1)
+    mean = total / count
+    var = reduce_sum(((x - mean) ** 2 * mask).sum()) / count
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
@@ -129,11 +138,14 @@ class KLController:
         self.value, self.target, self.horizon = state["value"], state["target"], state["horizon"]
 
 
-def normalise_dimensions(dimensions: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def normalise_dimensions(dimensions: torch.Tensor, weights: torch.Tensor, population: torch.Tensor | None = None,
+                         eps: float = 1e-6) -> torch.Tensor:
     """GDPO-style: z-score each reward dimension over the batch, then weight and sum.
 
-    ``dimensions`` is ``(episodes, 5)``; a dimension that is constant over the batch contributes 0, so no
-    single dimension's scale dominates the advantage.
+    ``dimensions`` is ``(episodes, 5)``; ``population`` (default: ``dimensions``) is what the mean and standard
+    deviation are taken over, e.g. every rank's episodes gathered. A dimension that is constant over it
+    contributes 0, so no single dimension's scale dominates the advantage.
     """
-    mean, std = dimensions.mean(0, keepdim=True), dimensions.std(0, unbiased=False, keepdim=True)
+    population = dimensions if population is None else population
+    mean, std = population.mean(0, keepdim=True), population.std(0, unbiased=False, keepdim=True)
     return ((dimensions - mean) / (std + eps) * weights / weights.sum()).sum(-1)

@@ -86,6 +86,42 @@ def test_whitening_uses_only_masked_entries():
     assert w[:, 2].tolist() == [0.0, 0.0]
 
 
+def test_whitening_over_ranks_equals_whitening_all_their_tokens():
+    """Two ranks (threads) whose ``reduce_sum`` adds up both ranks' tensors, as ``accelerator.reduce`` does."""
+    import threading
+
+    xs = [torch.randn(2, 6, generator=torch.Generator().manual_seed(i)) * (i + 1) for i in range(2)]
+    masks = [(torch.rand(2, 6, generator=torch.Generator().manual_seed(9 + i)) > 0.3).float() for i in range(2)]
+    barrier, slots, out = threading.Barrier(2), [None, None], [None, None]
+
+    def reduce_sum(rank):
+        def total(t):
+            slots[rank] = t
+            barrier.wait()
+            summed = slots[0] + slots[1]
+            barrier.wait()
+            return summed
+        return total
+
+    def run(rank):
+        out[rank] = masked_whiten(xs[rank], masks[rank], reduce_sum=reduce_sum(rank))
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    union = masked_whiten(torch.cat(xs), torch.cat(masks))
+    torch.testing.assert_close(torch.cat(out), union)
+
+
+def test_per_dimension_normalisation_over_a_population():
+    dims = torch.tensor([[1.0, 0.0, 0.5, 1.0, 1.0]])
+    everyone = torch.tensor([[1.0, 0.0, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0, 0.0]])
+    weights = torch.tensor([0.35, 0.25, 0.15, 0.15, 0.10])
+    assert normalise_dimensions(dims, weights, population=everyone).tolist() == pytest.approx([0.35 + 0.10], abs=1e-4)
+
+
 def test_clipped_policy_loss():
     old = torch.zeros(1, 3)
     new = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))
