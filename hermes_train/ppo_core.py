@@ -73,17 +73,30 @@ def place_rewards(
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and returns by GAE over the masked (policy) tokens of each row; 0 elsewhere.
 
-    The episode ends after its last policy token (no bootstrap beyond it).
+    The episode ends after its last policy token (no bootstrap beyond it). Vectorised over the batch: each row's
+    policy tokens are gathered left-aligned, one reversed pass over the steps serves every row, and the result is
+    scattered back to the tokens' positions.
     """
+    policy = mask.bool()
+    counts = policy.sum(1)
+    steps = int(counts.max()) if policy.numel() else 0
+    rows, cols = policy.nonzero(as_tuple=True)
+    slot = (policy.cumsum(1) - 1)[rows, cols]  # each policy token's index among its row's policy tokens
+    step_rewards = rewards.new_zeros(rewards.shape[0], steps)
+    step_values = values.new_zeros(values.shape[0], steps)
+    step_rewards[rows, slot], step_values[rows, slot] = rewards[rows, cols], values[rows, cols]
+    live = torch.arange(steps, device=rewards.device)[None] < counts[:, None]
+
+    step_advantages = torch.zeros_like(step_rewards)
+    running = next_value = rewards.new_zeros(rewards.shape[0])
+    for t in reversed(range(steps)):
+        delta = step_rewards[:, t] + gamma * next_value - step_values[:, t]
+        running = torch.where(live[:, t], delta + gamma * lam * running, 0.0)
+        next_value = torch.where(live[:, t], step_values[:, t], 0.0)
+        step_advantages[:, t] = running
+
     advantages = torch.zeros_like(rewards)
-    for b in range(rewards.shape[0]):
-        steps = mask[b].nonzero(as_tuple=True)[0]
-        next_value, running = 0.0, 0.0
-        for t in reversed(steps.tolist()):
-            delta = rewards[b, t] + gamma * next_value - values[b, t]
-            running = delta + gamma * lam * running
-            advantages[b, t] = running
-            next_value = values[b, t]
+    advantages[rows, cols] = step_advantages[rows, slot]
     returns = (advantages + values) * mask
     return advantages, returns
 

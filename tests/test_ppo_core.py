@@ -47,6 +47,20 @@ def test_gae_with_gamma_lambda_one_is_the_sum_of_future_rewards_minus_value():
     assert advantages[0].tolist() == pytest.approx([1.2, 1.0, 0.0, 1.0])
 
 
+def test_gae_over_a_batch_gives_each_row_what_it_gets_alone():
+    """Rows of different lengths and masks (one with no policy token) do not leak into each other."""
+    generator = torch.Generator().manual_seed(3)
+    mask = (torch.rand(5, 17, generator=generator) > 0.4).float()
+    mask[2] = 0
+    rewards, values = torch.randn(5, 17, generator=generator), torch.randn(5, 17, generator=generator)
+    advantages, returns = gae(rewards, values, mask, 0.95, 0.9)
+    for row in range(5):
+        alone, alone_returns = gae(rewards[row:row + 1], values[row:row + 1], mask[row:row + 1], 0.95, 0.9)
+        torch.testing.assert_close(advantages[row:row + 1], alone)
+        torch.testing.assert_close(returns[row:row + 1], alone_returns)
+    assert advantages[2].abs().sum() == 0 and (advantages[mask == 0] == 0).all()
+
+
 def test_terminal_and_per_turn_reward_placement():
     mask = torch.tensor([[0, 1, 1, 0, 1, 1]], dtype=torch.float)
     kl = torch.tensor([[5.0, 0.1, 0.2, 5.0, 0.3, 0.4]])
