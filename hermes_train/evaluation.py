@@ -176,7 +176,7 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
 
     from hermes_train.models import cast_frozen_linears_for_autocast, load_causal_lm, load_tokenizer
     from hermes_train.ppo_model import load_policy
-    from hermes_train.sft import choose_precision
+    from hermes_train.sft import uses_cpu_bf16_autocast
 
     name = recipe.model.name_or_path
     adapter = check_adapter(adapter) if adapter is not None else None
@@ -195,7 +195,7 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
     if adapter is not None:
         model = model.merge_and_unload()  # generation then pays for no adapter matmuls
     model.requires_grad_(False)
-    if device == "cpu" and choose_precision(recipe, device)[0] == "bf16":
+    if uses_cpu_bf16_autocast(recipe):
         cast_frozen_linears_for_autocast(model)  # it plays under inference_autocast: the same products, no copies
     return model.to(device).eval(), tokenizer
 

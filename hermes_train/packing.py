@@ -153,14 +153,12 @@ def pack_shared_prefix(dataset, row_tokens: int, end_of_turn: int):
 
     units: list[_Unit] = []
     for prefix, examples in groups.items():
-        if not prefix:  # nothing to share: each example is its own unit
-            units += [_Unit(ids, _labels(ids, mask), list(range(len(ids)))) for ids, mask in examples]
-            continue
+        # With nothing to share (p = 0) every example starts at position 0: a root of its own.
         p = len(prefix)
         suffixes = [(ids[p:], mask[p:]) for ids, mask in examples]
         for members in _best_fit([len(ids) for ids, _ in suffixes], row_tokens - p):
             unit = _Unit(list(prefix), [IGNORE_INDEX] * p, list(range(p)))
-            for i, member in enumerate(members):
+            for member in members:
                 ids, mask = suffixes[member]
                 unit.input_ids += ids
                 unit.labels += _labels(ids, mask)

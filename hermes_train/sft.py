@@ -110,6 +110,11 @@ def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
     return "fp32", torch.float32
 
 
+def uses_cpu_bf16_autocast(recipe: Recipe) -> bool:
+    """Whether this process runs the recipe on CPU under bf16 autocast (a CPU with native bf16 instructions)."""
+    return device_type() == "cpu" and choose_precision(recipe, "cpu")[0] == "bf16"
+
+
 def inference_autocast(recipe: Recipe):
     """The autocast a stage that only generates (evaluation, ``envs play``) runs under: bf16 where training would
     use bf16 autocast over fp32 weights (a CPU with native bf16), else none (CUDA loads bf16 weights instead)."""
@@ -117,7 +122,7 @@ def inference_autocast(recipe: Recipe):
 
     import torch
 
-    if device_type() == "cpu" and choose_precision(recipe, "cpu")[0] == "bf16":
+    if uses_cpu_bf16_autocast(recipe):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
