@@ -34,7 +34,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
-    from hermes_train.tiny_model import SIZES, build_tiny
+    from hermes_train.runtime.tiny_model import SIZES, build_tiny
 
     start = time.perf_counter()
     with console.status(f"building tiny:{args.size} (seed {args.seed}) into {args.out}"):
@@ -70,7 +70,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from hermes_train.config import load_recipe
-    from hermes_train.sft import run_sft
+    from hermes_train.sft.train import run_sft
 
     from accelerate import PartialState
 
@@ -82,7 +82,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 def cmd_ppo(args: argparse.Namespace) -> int:
     from hermes_train.config import load_recipe
-    from hermes_train.ppo import run_ppo
+    from hermes_train.rl.ppo import run_ppo
 
     run_ppo(load_recipe(args.recipe, args.overrides), resume=args.resume)
     return 0
@@ -92,7 +92,7 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from hermes_train.config import load_recipe
-    from hermes_train.grpo import run_grpo
+    from hermes_train.rl.grpo import run_grpo
 
     adapter = run_grpo(load_recipe(args.recipe, args.overrides), resume=args.resume)
     if PartialState().is_main_process:
@@ -102,7 +102,7 @@ def cmd_grpo(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from hermes_train.config import load_recipe
-    from hermes_train.evaluation import parse_adapters, run_eval
+    from hermes_train.evaluation.env_eval import parse_adapters, run_eval
 
     recipe = load_recipe(args.recipe, [*args.overrides, *([f"model.name_or_path={args.model}"] if args.model else [])])
     adapters = parse_adapters(args.adapter) if args.adapter else None
@@ -112,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hermes_train.report import write_run_report
+    from hermes_train.evaluation.report import write_run_report
 
     console.print(f"[green]run report[/green] written to {write_run_report(args.run_dir)}")
     return 0
@@ -184,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output folder (default: RUN_DIR/merged-STAGE)")
     export.set_defaults(func=cmd_export)
 
-    from hermes_train import bfcl, data_commands, env_commands
+    from hermes_train.evaluation import bfcl
+
+    from hermes_train.data import commands as data_commands
+
+    from hermes_train import env_commands
 
     bfcl.add_parser(commands)
     data_commands.add_parser(commands)

@@ -154,8 +154,8 @@ def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any
     import torch
 
     from hermes_train.config import Recipe, load_recipe
-    from hermes_train.evaluation import load_model, rollout_engine, trajectory_messages
-    from hermes_train.sft import inference_autocast
+    from hermes_train.evaluation.env_eval import load_model, rollout_engine, trajectory_messages
+    from hermes_train.runtime.device import inference_autocast
 
     base = load_recipe(args.recipe) if args.recipe else Recipe()
     recipe = base.model_copy(update={"model": base.model.model_copy(update={"name_or_path": args.model})})

@@ -1,7 +1,7 @@
 """Merge a run's LoRA adapter into its base model and save a plain HF model folder.
 
 ``export_run(run_dir, stage="sft")`` reads ``run_dir/config.yaml`` (the resolved recipe every stage writes),
-loads the base model the way training did (``hermes_train.models.load_causal_lm``), applies the adapter in
+loads the base model the way training did (``hermes_train.runtime.models.load_causal_lm``), applies the adapter in
 ``run_dir/<stage>/adapter``, merges it (``merge_and_unload``) and saves model and tokenizer to
 ``out`` (default ``run_dir/merged-<stage>``). The result loads with ``AutoModelForCausalLM.from_pretrained``
 and serves like any checkpoint, no PEFT needed.
@@ -31,8 +31,8 @@ def export_run(run_dir: str | Path, stage: str = "sft", out: str | Path | None =
         raise HermesTrainError(f"{adapter_dir}: no adapter for stage '{stage}'{hint}")
 
     from hermes_train.config import load_recipe
-    from hermes_train.models import load_tokenizer
-    from hermes_train.ppo_model import load_policy
+    from hermes_train.runtime.models import load_tokenizer
+    from hermes_train.rl.actor_critic import load_policy
 
     recipe = load_recipe(config_path)
     # A PPO adapter sits on the SFT adapter merged into the base (recorded with it): load_policy rebuilds that.

@@ -30,7 +30,7 @@ def _adapter_done(directory: Path) -> bool:
 
 
 def _eval_done(recipe: Recipe) -> bool:
-    from hermes_train.evaluation import run_adapters
+    from hermes_train.evaluation.env_eval import run_adapters
 
     path = Path(recipe.output_dir) / "eval" / "summary.json"
     if not path.is_file():
@@ -40,14 +40,14 @@ def _eval_done(recipe: Recipe) -> bool:
 
 
 def run_pipeline(recipe: Recipe) -> list[StageResult]:
-    from hermes_train.evaluation import run_eval
-    from hermes_train.ppo import ppo_progress, run_ppo
-    from hermes_train.report import report_after_stage
-    from hermes_train.sft import run_sft, sft_dir
+    from hermes_train.evaluation.env_eval import run_eval
+    from hermes_train.rl.ppo import ppo_progress, run_ppo
+    from hermes_train.evaluation.report import report_after_stage
+    from hermes_train.sft.train import run_sft, sft_dir
 
-    from hermes_train.bundled_models import BUNDLED, cached_folder
-    from hermes_train.models import resolve_model_path
-    from hermes_train.tiny_model import TINY_NAME_RE, cached_build
+    from hermes_train.runtime.bundled_models import BUNDLED, cached_folder
+    from hermes_train.runtime.models import resolve_model_path
+    from hermes_train.runtime.tiny_model import TINY_NAME_RE, cached_build
 
     results: list[StageResult] = []
 
@@ -70,7 +70,7 @@ def run_pipeline(recipe: Recipe) -> list[StageResult]:
     progress = ppo_progress(recipe)
     stage("ppo", progress == "done", lambda: run_ppo(recipe, resume=progress == "partial"), resumable=progress == "partial")
     if recipe.grpo.enabled:
-        from hermes_train.grpo import grpo_dir, run_grpo
+        from hermes_train.rl.grpo import grpo_dir, run_grpo
 
         stage("grpo", _adapter_done(grpo_dir(recipe)), lambda: run_grpo(recipe))
     else:

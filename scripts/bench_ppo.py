@@ -131,7 +131,7 @@ def batch_sizes(recipe, episodes: int, minibatch: int | None, accumulation: int 
 
 
 def check_sizes(recipe) -> None:
-    """The single-process checks of ``hermes_train.ppo.Sizes.for_world`` (that module imports torch)."""
+    """The single-process checks of ``hermes_train.rl.ppo.Sizes.for_world`` (that module imports torch)."""
     from hermes_train.errors import HermesTrainError
 
     ppo = recipe.ppo
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
                       f"({args.warmup} warm-up + {args.iterations} measured) iteration(s), minibatch {settings['minibatch']}, "
                       f"accumulation {settings['accumulation']}; shared overrides: {' '.join(shared)}", highlight=False)
         # Resolve (and on first use build or convert) the model once, so no configuration pays for it.
-        prepare = [sys.executable, "-c", "import sys; from hermes_train.models import resolve_model_path; "
+        prepare = [sys.executable, "-c", "import sys; from hermes_train.runtime.models import resolve_model_path; "
                    "print(resolve_model_path(sys.argv[1]))", settings["model"]]
         with console.status(f"preparing {settings['model']}") as status:
             r = run_child(prepare, tmp / "prepare.log", status, "prepare")

@@ -3,7 +3,7 @@
 Every configuration runs one realistic PPO update in a fresh subprocess of its own (so no peak is shared):
 a no-grad reference forward and a no-grad value forward on the batch (the scoring phase), then the training
 forward of the critic (values) and the actor (policy logits -> log-probs), the clipped policy + value loss of
-``hermes_train.ppo_core``, backward, gradient clipping and an AdamW step, with the recipe's PPO settings.
+``hermes_train.rl.ppo_core``, backward, gradient clipping and an AdamW step, with the recipe's PPO settings.
 Peak memory is the subprocess's peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) minus its RSS once every
 library is imported; the configurations are compared on that delta.
 
@@ -158,17 +158,17 @@ def _run_config(args: argparse.Namespace, name: str) -> dict:
     from transformers import AutoModel
     from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits
 
-    from hermes_train import ppo_core
+    from hermes_train.rl import ppo_core
     from hermes_train.config import load_recipe
     from trl.trainer.utils import selective_log_softmax
 
-    from hermes_train.ppo import token_values
+    from hermes_train.rl.ppo import token_values
 
     def token_logprobs(logits, ids, temperature):
         # Full-sequence logits in every configuration, so the three compare like for like (train_ppo itself
         # now runs the LM head on the policy's positions only, which saves more in all three).
         return torch.nn.functional.pad(selective_log_softmax(logits[:, :-1].float() / temperature, ids[:, 1:]), (1, 0))
-    from hermes_train.ppo_model import build_actor_critic, load_merged_base
+    from hermes_train.rl.actor_critic import build_actor_critic, load_merged_base
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -32,8 +32,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
-from hermes_train.rollout import RolloutEngine, RolloutSettings
-from hermes_train.models import cast_frozen_linears_for_autocast, resolve_model_path
+from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+from hermes_train.runtime.models import cast_frozen_linears_for_autocast, resolve_model_path
 
 GOAL = 8.0
 PHASES = ("prefill_seconds", "decode_seconds")

@@ -1,7 +1,7 @@
 """SFT throughput: padded batches, packed rows (BFD, padding-free) and shared-prefix rows, measured in one run.
 
 Every mode trains the same LoRA on the same tokenized examples (the recipe's data mix) for the same number
-of optimizer steps with the same per-device batch size, through ``hermes_train.sft.build_sft_trainer``
+of optimizer steps with the same per-device batch size, through ``hermes_train.sft.train.build_sft_trainer``
 (exactly what ``hermes-train sft`` runs, with ``sft.packing`` false or true and ``sft.share_prefix``).
 Throughput counts real tokens only (padding excluded): tokens the model reads per second of training-step wall
 time, after a few warm-up steps. Packing puts more examples in a step, so packed vs padded compares tokens/s;
@@ -98,7 +98,7 @@ class BatchCounter:
 def measure(recipe, data, steps: int, warmup: int) -> dict:
     from transformers.trainer_callback import ProgressCallback
 
-    from hermes_train.sft import build_sft_trainer
+    from hermes_train.sft.train import build_sft_trainer
 
     timer = StepTimer()
     counter = BatchCounter()
@@ -130,7 +130,7 @@ def main() -> int:
 
     from hermes_train.config import load_recipe
     from hermes_train.data.mix import build_sft_datasets
-    from hermes_train.models import load_tokenizer
+    from hermes_train.runtime.models import load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,8 +28,8 @@ from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
 from hermes_train import formatting
 from hermes_train.config import ModelConfig
-from hermes_train.models import load_causal_lm, load_tokenizer
-from hermes_train.tiny_model import _as_text
+from hermes_train.runtime.models import load_causal_lm, load_tokenizer
+from hermes_train.runtime.tiny_model import _as_text
 
 
 def repeat_accuracy(model, vocab_size: int, rows: int = 16, length: int = 30, seed: int = 0) -> float:

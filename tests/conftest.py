@@ -24,7 +24,7 @@ def tiny_cache(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_cache) -> str:
     """The ``tiny:xs`` model folder, built through the same path a recipe uses."""
-    from hermes_train.models import resolve_model_path
+    from hermes_train.runtime.models import resolve_model_path
 
     return resolve_model_path("tiny:xs", cache_dir=tiny_cache)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hermes_train import bfcl, formatting
-from hermes_train.bfcl import BfclEntry
+from hermes_train.evaluation import bfcl
+
+from hermes_train import formatting
+from hermes_train.evaluation.bfcl import BfclEntry
 from hermes_train.errors import HermesTrainError
 
 # A copy of ../shared/data/bfcl (BFCL v4 samples, Apache-2.0) so the suite runs the same from any clone.
@@ -619,7 +621,7 @@ def test_eval_bfcl_with_the_tiny_model_runs_end_to_end(tmp_path, tiny_model_dir,
 def test_generation_is_batch_independent_and_stops_at_im_end(tiny_model_dir):
     """Left padding changes nothing: greedy answers are the same one by one and batched."""
     from hermes_train.config import ModelConfig
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.runtime.models import load_causal_lm, load_tokenizer
 
     cfg = ModelConfig(name_or_path=tiny_model_dir)
     model, tokenizer = load_causal_lm(cfg), load_tokenizer(cfg)
@@ -641,7 +643,7 @@ def test_adapter_is_loaded_on_the_model(tmp_path, tiny_model_dir, small_files):
     from peft import LoraConfig, get_peft_model
 
     from hermes_train.config import ModelConfig
-    from hermes_train.models import load_causal_lm
+    from hermes_train.runtime.models import load_causal_lm
 
     adapter_dir = tmp_path / "adapter"
     peft_model = get_peft_model(load_causal_lm(ModelConfig(name_or_path=tiny_model_dir)),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hermes_train import formatting
-from hermes_train.bundled_models import BUNDLED, BundledModel, gguf_path
+from hermes_train.runtime.bundled_models import BUNDLED, BundledModel, gguf_path
 from hermes_train.config import ModelConfig, load_recipe
 from hermes_train.errors import HermesTrainError
 
@@ -23,7 +23,7 @@ NAME = "smollm2:135m-instruct"
 @pytest.fixture(scope="module")
 def smollm2(tiny_cache):
     """The converted folder, its tokenizer (with the Hermes template) and model, as every stage loads them."""
-    from hermes_train.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from hermes_train.runtime.models import load_causal_lm, load_tokenizer, resolve_model_path
 
     folder = resolve_model_path(NAME, cache_dir=tiny_cache)
     config = ModelConfig(name_or_path=NAME)
@@ -31,7 +31,7 @@ def smollm2(tiny_cache):
 
 
 def test_converted_offline_into_an_ordinary_folder_once(smollm2, tiny_cache):
-    from hermes_train.models import resolve_model_path
+    from hermes_train.runtime.models import resolve_model_path
 
     folder, tokenizer, model = smollm2
     config = json.loads((folder / "config.json").read_text())
@@ -100,8 +100,8 @@ def test_bad_model_input_is_one_line_and_exit_2(value, says, tmp_path):
 @pytest.mark.slow
 def test_short_sft_then_ppo_on_the_bundled_base(smollm2, tmp_path):
     """The default recipe's own stages, cut short: SFT, then PPO from its adapter on the split (trunk) model."""
-    from hermes_train.ppo import train_ppo
-    from hermes_train.sft import run_sft
+    from hermes_train.rl.ppo import train_ppo
+    from hermes_train.sft.train import run_sft
 
     recipe = load_recipe(str(ROOT / "recipes" / "smollm2.yaml"), [
         f"output_dir={tmp_path / 'run'}", "data.num_examples=24", "data.max_seq_len=1024", "sft.max_steps=2",

@@ -92,7 +92,7 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     from transformers import AutoModelForCausalLM
 
     from hermes_train.config import load_recipe
-    from hermes_train.ppo_model import load_policy
+    from hermes_train.rl.actor_critic import load_policy
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     with torch.no_grad():

@@ -136,7 +136,7 @@ def test_play_model_errors_are_one_line(capsys, tmp_path, tiny_cache):
 
 
 def test_play_a_ppo_adapter_whose_stack_is_gone_names_the_missing_adapter(capsys, tmp_path):
-    from hermes_train.ppo_model import STACK_FILE
+    from hermes_train.rl.actor_critic import STACK_FILE
 
     adapter = tmp_path / "ppo_adapter"
     adapter.mkdir()
@@ -151,7 +151,7 @@ def _random_adapter(base, recipe, path):
     import torch
     from peft import get_peft_model
 
-    from hermes_train.models import lora_config
+    from hermes_train.runtime.models import lora_config
 
     model = get_peft_model(base, lora_config(recipe))
     with torch.no_grad():
@@ -169,7 +169,7 @@ def test_play_a_ppo_adapter_reproduces_its_evaluation_episode(capsys, tmp_path, 
     from transformers import AutoModelForCausalLM
 
     from hermes_train.config import load_recipe
-    from hermes_train.ppo_model import STACK_FILE
+    from hermes_train.rl.actor_critic import STACK_FILE
 
     recipe_path = TINY
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=12", "environments.names=[apis]",

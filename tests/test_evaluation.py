@@ -12,7 +12,7 @@ import pytest
 from hermes_train.config import load_recipe
 from hermes_train.errors import HermesTrainError
 from hermes_train.rewards import DIMENSIONS
-from hermes_train.stats import bootstrap_ci, paired_difference
+from hermes_train.evaluation.stats import bootstrap_ci, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "recipes" / "tiny.yaml")
@@ -52,7 +52,7 @@ def test_paired_difference_resamples_tasks_not_models():
 
 
 def test_tasks_are_spread_evenly_and_identical_for_every_call():
-    from hermes_train.evaluation import eval_tasks
+    from hermes_train.evaluation.env_eval import eval_tasks
 
     recipe = load_recipe(TINY, ["environments.names=[apis,filesystem]", "environments.difficulties=[single,nested,recovery]"])
     tasks = eval_tasks(recipe, 14, "test")
@@ -64,7 +64,7 @@ def test_tasks_are_spread_evenly_and_identical_for_every_call():
 
 
 def test_bad_adapter_arguments_are_one_line_errors(tmp_path):
-    from hermes_train.evaluation import parse_adapters
+    from hermes_train.evaluation.env_eval import parse_adapters
 
     with pytest.raises(HermesTrainError, match="NAME=DIR"):
         parse_adapters(["runs/x"])
@@ -78,7 +78,7 @@ def test_eval_on_the_tiny_model_writes_summary_report_and_plots(tmp_path, tiny_c
     from transformers import AutoModelForCausalLM
 
     from hermes_train.cli import main
-    from hermes_train.models import lora_config
+    from hermes_train.runtime.models import lora_config
 
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=16", "environments.names=[apis,database]",
                  "environments.max_turns=2", "eval.bootstrap_samples=200"]
@@ -114,7 +114,7 @@ def test_eval_on_the_tiny_model_writes_summary_report_and_plots(tmp_path, tiny_c
 
 
 def test_start_seed_draws_a_fresh_slice_and_the_same_seed_draws_the_same_tasks():
-    from hermes_train.evaluation import eval_tasks  # what run_eval draws its tasks with
+    from hermes_train.evaluation.env_eval import eval_tasks  # what run_eval draws its tasks with
 
     recipe = load_recipe(TINY)  # all six environments x five difficulties: 3 tasks a cell
     first, fresh = eval_tasks(recipe, 90, "test"), eval_tasks(recipe, 90, "test", start_seed=1000)
@@ -141,9 +141,9 @@ def test_trajectory_messages_are_the_conversation_the_model_saw_and_wrote(tiny_m
     from transformers import AutoModelForCausalLM, LogitsProcessorList
 
     from environments.registry import get_environment
-    from hermes_train.evaluation import trajectory_messages
+    from hermes_train.evaluation.env_eval import trajectory_messages
     from hermes_train.formatting import IM_END, IM_START, render_conversation
-    from hermes_train.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
 
     tasks = [get_environment("apis").generate_task("test", "recovery", 3), get_environment("database").generate_task("test", "multi_step", 1)]
     scripts, oracles = oracle_scripts(tasks)
@@ -165,7 +165,7 @@ def test_trajectory_messages_are_the_conversation_the_model_saw_and_wrote(tiny_m
 def test_episodes_keep_the_full_conversation_and_the_start_seed_is_recorded(tmp_path, tiny_cache, tiny_model_dir):
     from environments.registry import get_environment
     from hermes_train.cli import main
-    from hermes_train.evaluation import eval_tasks
+    from hermes_train.evaluation.env_eval import eval_tasks
 
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=12", "environments.names=[apis,web_shop]",
                  "environments.difficulties=[single,recovery]", "environments.max_turns=2", "eval.bootstrap_samples=50"]

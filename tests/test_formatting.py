@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from hermes_train import formatting, synthetic
+from hermes_train import formatting
+
+from hermes_train.data import synthetic
 from hermes_train.formatting import CHAT_TEMPLATE, parse_assistant_output, render_conversation
 
 WEATHER = synthetic.DEMO_TOOL_SCHEMAS[0]

@@ -1,4 +1,4 @@
-"""GRPO (hermes_train.grpo): TRL's GRPOTrainer in the tool environments, rewarded by the Atropos dimensions.
+"""GRPO (hermes_train.rl.grpo): TRL's GRPOTrainer in the tool environments, rewarded by the Atropos dimensions.
 
 Everything runs offline on CPU with tiny:xs. The reward functions are checked against the project's own episode
 loop (``Episode``) on the same turns; a scripted policy drives the real trainer through expert trajectories to check
@@ -73,7 +73,7 @@ def trl_completion(env, messages: list[dict], max_turns: int = 8) -> list[dict]:
 
 
 def scores(recipe, environments, completions) -> dict[str, list[float]]:
-    from hermes_train.grpo import reward_functions
+    from hermes_train.rl.grpo import reward_functions
 
     return {f.__name__: f(completions=completions, environments=environments, prompts=None) for f in reward_functions(recipe.reward)}
 
@@ -85,7 +85,7 @@ def recipe(tmp_path_factory):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_reward_functions_score_oracle_episodes_like_the_project(name, recipe):
-    from hermes_train.grpo import grpo_environment_class
+    from hermes_train.rl.grpo import grpo_environment_class
 
     cls = grpo_environment_class(name)
     environments, completions, expected = [], [], []
@@ -123,7 +123,7 @@ BROKEN = {
 
 @pytest.fixture(scope="module")
 def grpo_tokenizer(recipe, tiny_cache):
-    from hermes_train.grpo import load_grpo_tokenizer
+    from hermes_train.rl.grpo import load_grpo_tokenizer
 
     return load_grpo_tokenizer(recipe)
 
@@ -137,7 +137,7 @@ def parsed_like_trl(tokenizer, text: str) -> dict:
 
 @pytest.mark.parametrize("script", sorted(BROKEN))
 def test_broken_output_is_a_penalised_episode_scored_like_the_project(script, recipe, grpo_tokenizer):
-    from hermes_train.grpo import grpo_environment_class
+    from hermes_train.rl.grpo import grpo_environment_class
 
     cls = grpo_environment_class("apis")
     task = cls.generate_task("train", "single", 0)
@@ -157,7 +157,7 @@ def test_broken_output_is_a_penalised_episode_scored_like_the_project(script, re
 
 
 def test_trl_answered_calls_are_invalid_calls(recipe):
-    from hermes_train.grpo import grpo_environment_class
+    from hermes_train.rl.grpo import grpo_environment_class
 
     cls = grpo_environment_class("apis")
     env = cls()
@@ -178,7 +178,7 @@ def test_trl_answered_calls_are_invalid_calls(recipe):
 
 
 def test_calls_cut_by_the_turn_limit_leave_the_episode_unfinished(recipe):
-    from hermes_train.grpo import grpo_environment_class
+    from hermes_train.rl.grpo import grpo_environment_class
 
     cls = grpo_environment_class("apis")
     env = cls()
@@ -192,7 +192,7 @@ def test_calls_cut_by_the_turn_limit_leave_the_episode_unfinished(recipe):
 
 
 def test_environments_show_trl_exactly_their_tools():
-    from hermes_train.grpo import grpo_environment_class
+    from hermes_train.rl.grpo import grpo_environment_class
 
     for name in NAMES:
         cls = grpo_environment_class(name)
@@ -204,7 +204,7 @@ def test_environments_show_trl_exactly_their_tools():
 
 
 def test_reward_weights_are_the_recipe_weights_normalised(tmp_path):
-    from hermes_train.grpo import reward_weights
+    from hermes_train.rl.grpo import reward_weights
 
     recipe = grpo_recipe(tmp_path, "reward.weights.task_completion=2.0", "reward.weights.goal_alignment=0.0")
     weights = reward_weights(recipe.reward)
@@ -214,7 +214,7 @@ def test_reward_weights_are_the_recipe_weights_normalised(tmp_path):
 
 
 def test_dataset_rows_reset_their_environment(recipe):
-    from hermes_train.grpo import build_grpo_dataset, grpo_environment_class
+    from hermes_train.rl.grpo import build_grpo_dataset, grpo_environment_class
 
     dataset = build_grpo_dataset(recipe, 25)
     cells = len(recipe.environments.names) * len(recipe.environments.difficulties)
@@ -230,7 +230,7 @@ def test_dataset_rows_reset_their_environment(recipe):
 
 
 def test_starting_adapter_prefers_sft_then_adapter_path(tmp_path):
-    from hermes_train.grpo import starting_adapter
+    from hermes_train.rl.grpo import starting_adapter
 
     assert starting_adapter(grpo_recipe(tmp_path / "run")) is None
     with pytest.raises(HermesTrainError, match="no PEFT adapter"):
@@ -246,7 +246,7 @@ def test_starting_adapter_prefers_sft_then_adapter_path(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
-    from hermes_train.grpo import run_grpo
+    from hermes_train.rl.grpo import run_grpo
 
     with pytest.raises(HermesTrainError, match="no checkpoint"):
         run_grpo(grpo_recipe(tmp_path / "run"), resume=True)
@@ -261,9 +261,9 @@ def write_sft_adapter(recipe) -> Path:
     """A trained-looking SFT adapter (lora_B not the zeros of a fresh one) where the SFT stage leaves its own."""
     from peft import get_peft_model
 
-    from hermes_train.models import load_causal_lm
-    from hermes_train.models import lora_config
-    from hermes_train.sft import sft_dir
+    from hermes_train.runtime.models import load_causal_lm
+    from hermes_train.runtime.models import lora_config
+    from hermes_train.sft.train import sft_dir
 
     model = get_peft_model(load_causal_lm(recipe.model), lora_config(recipe))
     with torch.no_grad():
@@ -277,7 +277,7 @@ def write_sft_adapter(recipe) -> Path:
 def test_two_step_run_from_the_sft_adapter_writes_adapter_and_per_dimension_metrics(tmp_path, tiny_cache):
     from safetensors.torch import load_file
 
-    from hermes_train.grpo import run_grpo
+    from hermes_train.rl.grpo import run_grpo
 
     run_dir = tmp_path / "run"
     recipe = grpo_recipe(run_dir, "grpo.beta=0.04")
@@ -312,7 +312,7 @@ def test_two_step_run_from_the_sft_adapter_writes_adapter_and_per_dimension_metr
 def test_trl_loop_renders_and_scores_expert_trajectories_like_the_project(tmp_path, tiny_cache):
     """A scripted policy writes the oracle's turns; every prompt TRL builds (tools, tool turns) must be the
     project's rendering of the conversation so far, and each episode must score as the oracle's."""
-    from hermes_train.grpo import build_grpo_trainer, grpo_environment_class
+    from hermes_train.rl.grpo import build_grpo_trainer, grpo_environment_class
 
     recipe = grpo_recipe(tmp_path / "run", "grpo.max_completion_length=2048", "environments.difficulties=[parallel,recovery]")
     trainer = build_grpo_trainer(recipe)

@@ -28,7 +28,7 @@ RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 GPU_CONFIGS = [p for p in ACCELERATE_CONFIGS if not p.name.startswith("cpu_")]
 SLURM_DIR = ROOT / "scripts" / "slurm"
 
-# DeepSpeed keys that may be "auto": what accelerate, the HF Trainer (sft, grpo) or hermes_train/ppo.py fill in.
+# DeepSpeed keys that may be "auto": what accelerate, the HF Trainer (sft, grpo) or hermes_train/rl/ppo.py fill in.
 FILLED_AUTO = {
     "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping",
     "bf16.enabled", "fp16.enabled", "zero_optimization.reduce_bucket_size",
@@ -182,7 +182,7 @@ def test_recipe_validates(path):
 @pytest.mark.parametrize("name", sorted(RECIPE_WORLDS))
 def test_large_recipes_cite_sources_and_split_over_their_worlds(name):
     from hermes_train.config import load_recipe
-    from hermes_train.ppo import Sizes
+    from hermes_train.rl.ppo import Sizes
 
     path = ROOT / "recipes" / name
     assert path.is_file()

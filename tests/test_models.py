@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hermes_train import formatting
 from hermes_train.config import ModelConfig
-from hermes_train.models import load_tokenizer
+from hermes_train.runtime.models import load_tokenizer
 
 
 def test_a_foreign_template_is_replaced_and_a_marked_one_kept(tmp_path, tiny_tokenizer):

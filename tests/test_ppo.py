@@ -41,7 +41,7 @@ SPLITS = {"all_layers": [], "trunk": ["lora.layers=1", "ppo.critic=trunk_head"]}
 
 @pytest.fixture(params=list(SPLITS))
 def actor_critic(request, tmp_path, tiny_cache, tiny_model_dir):
-    from hermes_train.ppo_model import build_actor_critic
+    from hermes_train.rl.actor_critic import build_actor_critic
 
     return build_actor_critic(recipe_for(tmp_path, *SPLITS[request.param]), None)
 
@@ -80,7 +80,7 @@ def test_actor_and_critic_adapters_train_together_and_apart(actor_critic):
 
 
 def test_trunk_split_adapts_only_the_top_layers(tmp_path, tiny_cache, tiny_model_dir):
-    from hermes_train.ppo_model import build_actor_critic
+    from hermes_train.rl.actor_critic import build_actor_critic
 
     model = build_actor_critic(recipe_for(tmp_path, *SPLITS["trunk"]), None)
     assert model.trunk_layers == 1
@@ -112,7 +112,7 @@ def test_activation_checkpointing_gives_the_same_gradients(actor_critic):
 def test_frozen_weights_cast_once_give_autocast_the_same_products(actor_critic):
     """Under CPU bf16 autocast, storing the frozen Linear weights in bf16 (what autocast would cast them to on
     every call) changes no output and no gradient; trained weights and the tied embedding stay fp32."""
-    from hermes_train.models import cast_frozen_linears_for_autocast
+    from hermes_train.runtime.models import cast_frozen_linears_for_autocast
 
     perturb(actor_critic.actor_parameters())
     perturb(actor_critic.critic_parameters(), seed=1)
@@ -143,8 +143,8 @@ def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from hermes_train.models import lora_config
-    from hermes_train.ppo_model import build_actor_critic, load_policy
+    from hermes_train.runtime.models import lora_config
+    from hermes_train.rl.actor_critic import build_actor_critic, load_policy
 
     recipe = recipe_for(tmp_path)
     sft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora_config(recipe))
@@ -166,8 +166,8 @@ def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenize
     from environments.registry import get_environment
     from trl.trainer.utils import selective_log_softmax
 
-    from hermes_train.ppo import batch_from_trajectories
-    from hermes_train.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.rl.ppo import batch_from_trajectories
+    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
 
     perturb(actor_critic.actor_parameters())
     settings = RolloutSettings(temperature=0.7, max_new_tokens_per_turn=20, max_turns=3, max_episode_tokens=1500)
@@ -191,9 +191,9 @@ def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenize
 
 def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
     from environments.record import Task
-    from hermes_train.ppo import reward_positions
+    from hermes_train.rl.ppo import reward_positions
     from hermes_train.rewards import RewardResult, TurnAttribution
-    from hermes_train.rollout import Trajectory
+    from hermes_train.rl.rollout import Trajectory
 
     mask = [0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]
     turns = [TurnAttribution(turn=0, reward=-0.1), TurnAttribution(turn=1, reward=0.05), TurnAttribution(turn=2, reward=0.6)]
@@ -209,7 +209,7 @@ def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
 
 
 def test_running_moments_match_the_whole_history():
-    from hermes_train.ppo import RunningMoments
+    from hermes_train.rl.ppo import RunningMoments
 
     chunks = [torch.randn(n) * s + m for n, s, m in ((5, 1.0, 0.0), (7, 3.0, 2.0), (1, 1.0, -4.0))]
     moments = RunningMoments()
@@ -225,7 +225,7 @@ def test_running_moments_match_the_whole_history():
     (["ppo.minibatch_size=2", "ppo.gradient_accumulation_steps=4"], "gradient_accumulation_steps"),
 ])
 def test_batch_sizes_that_do_not_divide_are_refused(tmp_path, overrides, message):
-    from hermes_train.ppo import Sizes
+    from hermes_train.rl.ppo import Sizes
 
     with pytest.raises(HermesTrainError, match=message):
         Sizes.for_world(recipe_for(tmp_path, *overrides), world_size=1)
@@ -245,7 +245,7 @@ def adapter_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_three_iterations_write_every_metric_then_resume_continues_exactly(tmp_path, tiny_cache, tiny_model_dir):
     from hermes_train.cli import main
-    from hermes_train.ppo import METRIC_KEYS, train_ppo
+    from hermes_train.rl.ppo import METRIC_KEYS, train_ppo
 
     # Uninterrupted: four iterations.
     straight = train_ppo(recipe_for(tmp_path / "a", "ppo.total_iterations=4"))
@@ -285,14 +285,14 @@ def test_three_iterations_write_every_metric_then_resume_continues_exactly(tmp_p
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_cache, tiny_model_dir):
-    from hermes_train.ppo import train_ppo
+    from hermes_train.rl.ppo import train_ppo
 
     with pytest.raises(HermesTrainError, match="no PPO checkpoint"):
         train_ppo(recipe_for(tmp_path), resume=True)
 
 
 def test_separate_critic_per_turn_rewards_and_normalisation_run(tmp_path, tiny_cache, tiny_model_dir):
-    from hermes_train.ppo import train_ppo
+    from hermes_train.rl.ppo import train_ppo
 
     result = train_ppo(recipe_for(
         tmp_path, "ppo.total_iterations=2", "ppo.critic=separate", "ppo.reward_placement=per_turn",
@@ -314,8 +314,8 @@ def test_separate_critic_per_turn_rewards_and_normalisation_run(tmp_path, tiny_c
 
 
 def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path, tiny_cache, tiny_model_dir, monkeypatch):
-    from hermes_train import ppo_core
-    from hermes_train.ppo import train_ppo
+    from hermes_train.rl import ppo_core
+    from hermes_train.rl.ppo import train_ppo
 
     real = ppo_core.value_loss
     calls = {"n": 0}
@@ -335,7 +335,7 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path, tiny_cache,
 
 
 def test_early_stop_on_approximate_kl(tmp_path, tiny_cache, tiny_model_dir):
-    from hermes_train.ppo import train_ppo
+    from hermes_train.rl.ppo import train_ppo
 
     result = train_ppo(recipe_for(tmp_path, "ppo.total_iterations=1", "ppo.epochs=4", "ppo.early_stop_kl=1e-12", "ppo.learning_rate=0.05"))
     line = result.history[0]

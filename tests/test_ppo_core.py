@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hermes_train.ppo_core import (
+from hermes_train.rl.ppo_core import (
     KLController,
     explained_variance,
     gae,

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorL
 
 from environments.registry import get_environment
 from hermes_train.formatting import GENERATION_PROMPT, IM_END, render_assistant_body, render_conversation
-from hermes_train.rollout import RolloutEngine, RolloutSettings
+from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
 
 
 class ForceTurns(LogitsProcessor):

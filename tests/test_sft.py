@@ -1,4 +1,4 @@
-"""LoRA SFT (hermes_train.sft), W&B setup (hermes_train.tracking) and adapter export (hermes_train.export).
+"""LoRA SFT (hermes_train.sft.train), W&B setup (hermes_train.runtime.tracking) and adapter export (hermes_train.export).
 
 Everything runs offline on CPU with the tiny:xs model. One 20-step run is shared by the tests that only read
 its outputs (module-scoped fixture).
@@ -18,7 +18,9 @@ import pytest
 import torch
 import yaml
 
-from hermes_train import formatting, synthetic
+from hermes_train import formatting
+
+from hermes_train.data import synthetic
 from hermes_train.config import load_recipe
 from hermes_train.errors import HermesTrainError
 
@@ -62,7 +64,7 @@ def logits(model, input_ids: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_cache, tiny_model_dir):
     """One 20-step SFT run on tiny:xs, checkpointing every 5 steps, evaluated at the end."""
-    from hermes_train.sft import train_sft
+    from hermes_train.sft.train import train_sft
 
     root = tmp_path_factory.mktemp("sft")
     recipe_path = write_recipe(root, root / "run", sft={"save_steps": 5})
@@ -119,7 +121,7 @@ def _stand_in_data(tokenizer, conversations: list[dict]):
 
 @pytest.mark.parametrize("packing", ["padded", "packed", "shared"])
 def test_only_assistant_turns_are_trained(tmp_path, tiny_cache, tiny_model_dir, tiny_tokenizer, packing):
-    from hermes_train.sft import build_sft_trainer
+    from hermes_train.sft.train import build_sft_trainer
 
     conversations = _conversations()
     assert sum(m["role"] == "tool" for c in conversations for m in c["messages"]) > 20
@@ -177,7 +179,7 @@ def test_packed_attention_matches_examples_run_one_by_one(tiny_model_dir, tiny_t
     alone, and padded batches (attention mask, no boundaries) fall back to stock sdpa unchanged."""
     from transformers import AutoModelForCausalLM
 
-    from hermes_train.packing import register_packed_attention
+    from hermes_train.sft.packing import register_packed_attention
 
     name = register_packed_attention()
     packed_model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=name).eval()
@@ -210,7 +212,7 @@ def test_shared_prefix_rows_give_each_example_its_own_loss_and_gradient(tiny_mod
     summed loss and the same gradient for every weight (the prefix's share flows once through its one copy)."""
     from transformers import AutoModelForCausalLM
 
-    from hermes_train.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
+    from hermes_train.sft.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
 
     data = _stand_in_data(tiny_tokenizer, _conversations()[:6]).train  # three environments, two examples each
     rows, stats = pack_shared_prefix(data, 4096, tiny_tokenizer.convert_tokens_to_ids(formatting.IM_END))
@@ -240,7 +242,7 @@ def test_shared_prefix_rows_give_each_example_its_own_loss_and_gradient(tiny_mod
 
 def test_share_prefix_needs_packing_and_the_packed_attention(tmp_path):
     from hermes_train.config import ConfigError
-    from hermes_train.sft import build_sft_trainer
+    from hermes_train.sft.train import build_sft_trainer
 
     with pytest.raises(ConfigError, match="share_prefix needs packing"):
         load_recipe(write_recipe(tmp_path, tmp_path / "run", sft={"share_prefix": True, "packing": False}))
@@ -283,7 +285,7 @@ def test_training_loss_falls_and_outputs_are_written(trained):
 def test_saved_adapter_reproduces_the_trained_model(trained, probe_ids):
     from peft import PeftModel
 
-    from hermes_train.models import load_causal_lm
+    from hermes_train.runtime.models import load_causal_lm
 
     reloaded = PeftModel.from_pretrained(load_causal_lm(trained.recipe.model), str(trained.result.adapter))
     expected = logits(trained.result.trainer.model, probe_ids)
@@ -298,7 +300,7 @@ def test_resume_continues_with_the_same_optimizer_state_and_data_order(trained, 
     position in the data order all restored)."""
     from safetensors.torch import load_file
 
-    from hermes_train.sft import run_sft
+    from hermes_train.sft.train import run_sft
 
     run = tmp_path / "run"
     shutil.copytree(trained.run_dir, run)
@@ -320,7 +322,7 @@ def test_resume_continues_with_the_same_optimizer_state_and_data_order(trained, 
 
 
 def test_training_can_start_from_an_existing_adapter(trained, tmp_path, probe_ids):
-    from hermes_train.sft import build_sft_trainer
+    from hermes_train.sft.train import build_sft_trainer
 
     recipe = trained.recipe.model_copy(update={
         "output_dir": str(tmp_path / "next"),
@@ -330,7 +332,7 @@ def test_training_can_start_from_an_existing_adapter(trained, tmp_path, probe_id
     assert trainer.model.get_nb_trainable_parameters()[0] > 0
     torch.testing.assert_close(logits(trainer.model, probe_ids), logits(trained.result.trainer.model, probe_ids), atol=1e-6, rtol=0)
 
-    from hermes_train.sft import run_sft
+    from hermes_train.sft.train import run_sft
 
     inside = trained.recipe.model_copy(update={"lora": recipe.lora})  # its own adapter, which a fresh run replaces
     with pytest.raises(HermesTrainError, match="lies inside this run"):
@@ -339,7 +341,7 @@ def test_training_can_start_from_an_existing_adapter(trained, tmp_path, probe_id
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
-    from hermes_train.sft import run_sft
+    from hermes_train.sft.train import run_sft
 
     recipe = load_recipe(write_recipe(tmp_path, tmp_path / "empty"))
     with pytest.raises(HermesTrainError, match="no checkpoint to resume from"):
@@ -351,7 +353,7 @@ def test_export_merges_the_adapter(trained, tmp_path, probe_ids):
     from transformers import AutoModelForCausalLM
 
     from hermes_train.export import export_run
-    from hermes_train.models import load_causal_lm
+    from hermes_train.runtime.models import load_causal_lm
 
     out = export_run(trained.run_dir, out=tmp_path / "merged")
     assert out == tmp_path / "merged"
@@ -394,7 +396,7 @@ def clean_wandb_env(monkeypatch, tmp_path):
 
 
 def test_configure_wandb(tmp_path, clean_wandb_env):
-    from hermes_train.tracking import configure_wandb
+    from hermes_train.runtime.tracking import configure_wandb
 
     recipe_path = write_recipe(tmp_path, tmp_path / "my-run")
     assert configure_wandb(load_recipe(recipe_path), "sft") == []

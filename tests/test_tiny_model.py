@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hermes_train import formatting
 from hermes_train.errors import HermesTrainError
-from hermes_train.models import resolve_model_path
-from hermes_train.tiny_model import build_tiny
+from hermes_train.runtime.models import resolve_model_path
+from hermes_train.runtime.tiny_model import build_tiny
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -1,1 +1,1 @@
-"""The SFT data: loaders of public dataset formats, the project's own sources, and the weighted mix."""
+"""Training data: the unified example schema, public-format loaders, synthetic generators, the weighted mix."""

@@ -7,7 +7,7 @@ Sources (``data.sources`` in the recipe):
 * ``env``: expert trajectories of the simulated environments' train split (``environments.names`` and
   ``environments.difficulties`` of the recipe, round-robin; transient failures at the recipe's rate, so
   retries are demonstrated, in the source's ``retry_share`` of cases; the rest apologise and stop);
-* ``synthetic``: the project's own small generators for the source's category (``hermes_train.synthetic``).
+* ``synthetic``: the project's own small generators for the source's category (``hermes_train.data.synthetic``).
 
 Counts per source follow the weights exactly (largest remainder over ``data.num_examples``), the eval
 split is held out per source before the training examples are drawn (an upsampled small source never
@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hermes_train import synthetic
+from hermes_train.data import synthetic
 from hermes_train.data.schema import BadRow, SkipStats, validate_example
 from hermes_train.errors import HermesTrainError
 
@@ -197,7 +197,7 @@ def _percentile(values: list[int], q: float) -> int:
 
 
 def build_sft_datasets(recipe: Recipe, tokenizer) -> SftData:
-    """The recipe's mix, tokenized for SFT (what ``hermes_train.sft`` trains on)."""
+    """The recipe's mix, tokenized for SFT (what ``hermes_train.sft.train`` trains on)."""
     mix = build_mix(recipe)
     train, train_tokens = tokenize(mix.train, tokenizer, recipe.data.max_seq_len)
     evaluation, eval_tokens = tokenize(mix.eval, tokenizer, recipe.data.max_seq_len) if mix.eval else (None, None)

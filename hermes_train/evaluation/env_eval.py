@@ -31,7 +31,7 @@ from rich.markup import escape
 
 from hermes_train.errors import HermesTrainError
 from hermes_train.rewards import DIMENSIONS
-from hermes_train.stats import bootstrap_ci, paired_difference
+from hermes_train.evaluation.stats import bootstrap_ci, paired_difference
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -149,7 +149,7 @@ def episode_row(model: str, trajectory, tokenizer) -> dict[str, Any]:
 def check_adapter(adapter: str | Path) -> Path:
     """``adapter`` as a PEFT adapter folder, with every adapter a PPO stack file says is merged beneath it
     present; otherwise a one-line error naming what is missing (before any weights are loaded)."""
-    from hermes_train.ppo_model import STACK_FILE
+    from hermes_train.rl.actor_critic import STACK_FILE
 
     path = Path(adapter).expanduser()
     if not path.is_dir():
@@ -174,9 +174,9 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
     episode evaluation would play. Loading problems the user can fix are one-line ``HermesTrainError``s."""
     import torch
 
-    from hermes_train.models import cast_frozen_linears_for_autocast, load_causal_lm, load_tokenizer
-    from hermes_train.ppo_model import load_policy
-    from hermes_train.sft import uses_cpu_bf16_autocast
+    from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_causal_lm, load_tokenizer
+    from hermes_train.rl.actor_critic import load_policy
+    from hermes_train.runtime.device import uses_cpu_bf16_autocast
 
     name = recipe.model.name_or_path
     adapter = check_adapter(adapter) if adapter is not None else None
@@ -205,7 +205,7 @@ def rollout_engine(recipe: Recipe, model, tokenizer, *, greedy: bool, max_new_to
     """The rollout engine evaluation plays with: the recipe's rollout settings (sampling from ``ppo``, limits
     from ``ppo`` and ``environments``), ``max_new_tokens`` a turn, the recipe's environment options and reward.
     ``env_options`` and ``settings_overrides`` (e.g. ``temperature``, ``max_turns``) replace the recipe's."""
-    from hermes_train.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
 
     settings = RolloutSettings.from_recipe(recipe, greedy=greedy)
     settings.max_new_tokens_per_turn = max_new_tokens
@@ -220,7 +220,7 @@ def play_model(recipe: Recipe, spec: ModelSpec, tasks, *, batch_size: int, progr
     """Load one model, play every task in batches, and return one row per episode."""
     import torch
 
-    from hermes_train.sft import inference_autocast
+    from hermes_train.runtime.device import inference_autocast
 
     model, tokenizer = load_model(recipe, spec.adapter)
     engine = rollout_engine(recipe, model, tokenizer, greedy=recipe.eval.greedy, max_new_tokens=recipe.eval.max_new_tokens)
@@ -463,7 +463,7 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     _print_summary(summary, models)
     console.print(f"summary, report and plots in {escape(str(out))} ({time.perf_counter() - start:.0f}s)", highlight=False)
     if out.resolve() == (Path(recipe.output_dir) / "eval").resolve():
-        from hermes_train.report import report_after_stage
+        from hermes_train.evaluation.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
     return summary
@@ -498,7 +498,7 @@ def _print_summary(summary: dict[str, Any], models: list[str]) -> None:
 
 
 def _log_tracker(recipe: Recipe, summary: dict[str, Any], models: list[str], plots: list[Path]) -> None:
-    from hermes_train.tracking import Tracker, configure_tracking
+    from hermes_train.runtime.tracking import Tracker, configure_tracking
 
     report_to = configure_tracking(recipe, "eval")
     if not report_to:

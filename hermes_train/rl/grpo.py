@@ -62,7 +62,7 @@ from rich.table import Table
 from environments.record import CallRecord, EpisodeRecord, TurnRecord
 from environments.registry import get_environment
 from hermes_train.errors import HermesTrainError
-from hermes_train.models import starting_adapter
+from hermes_train.runtime.models import starting_adapter
 from hermes_train.rewards import DIMENSIONS, RewardResult, atropos_reward
 
 if TYPE_CHECKING:
@@ -265,7 +265,7 @@ def load_grpo_tokenizer(recipe: Recipe):
     """
     from trl.chat_template_utils import add_response_schema
 
-    from hermes_train.models import load_tokenizer
+    from hermes_train.runtime.models import load_tokenizer
 
     tokenizer = load_tokenizer(recipe.model)
     if getattr(tokenizer, "response_template", None) is None and getattr(tokenizer, "response_schema", None) is None:
@@ -318,8 +318,8 @@ def grpo_training_args(recipe: Recipe, *, report_to: list[str] | None = None, ru
     DeepSpeed, as launched), so it comes before anything that asks which process it runs in."""
     from trl import GRPOConfig
 
-    from hermes_train.distributed import launched_with_deepspeed
-    from hermes_train.sft import choose_precision, device_type
+    from hermes_train.runtime.distributed import launched_with_deepspeed
+    from hermes_train.runtime.device import choose_precision, device_type
 
     grpo = recipe.grpo
     precision, _ = choose_precision(recipe, device_type())
@@ -361,8 +361,8 @@ def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = No
     """The trainer ``run_grpo`` trains with (``args`` defaults to ``grpo_training_args(recipe)``); writes nothing."""
     from peft import PeftModel
 
-    from hermes_train.models import load_causal_lm, lora_config
-    from hermes_train.sft import choose_precision
+    from hermes_train.runtime.models import load_causal_lm, lora_config
+    from hermes_train.runtime.device import choose_precision
 
     if args is None:
         args = grpo_training_args(recipe)
@@ -424,8 +424,8 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
 
     from hermes_train.config import save_resolved_recipe
-    from hermes_train.sft import _clear_previous_run
-    from hermes_train.tracking import (
+    from hermes_train.sft.train import _clear_previous_run
+    from hermes_train.runtime.tracking import (
         MetricsJsonlCallback,
         RecipeConfigCallback,
         configure_tracking,
@@ -479,7 +479,7 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
 
     trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.save_model(str(adapter_dir))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
-    from hermes_train.run_info import dataloader_world_size, write_run_info
+    from hermes_train.runtime.run_info import dataloader_world_size, write_run_info
 
     plugin = trainer.accelerator.state.deepspeed_plugin
     write_run_info(recipe.output_dir, GRPO_STAGE, state, trainer.model, zero_stage=int(plugin.zero_stage) if plugin else 0,
@@ -490,7 +490,7 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
         # saves in a subfolder; the result is the trained adapter alone.
         shutil.rmtree(adapter_dir / "ref", ignore_errors=True)
         console.print(_summary(trainer, adapter_dir, time.perf_counter() - start))
-        from hermes_train.report import report_after_stage
+        from hermes_train.evaluation.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
     if "wandb" in report_to:

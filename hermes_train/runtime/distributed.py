@@ -23,7 +23,7 @@ def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
-    from hermes_train.sft import device_type
+    from hermes_train.runtime.device import device_type
 
     cpu = device_type() == "cpu"
     if launched_with_deepspeed():

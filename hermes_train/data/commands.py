@@ -73,7 +73,7 @@ def _marked(tokenizer, input_ids: list[int], mask: list[int]) -> str:
 def _stats(args: argparse.Namespace) -> int:
     from hermes_train.config import load_recipe
     from hermes_train.data.mix import build_sft_datasets
-    from hermes_train.models import load_tokenizer
+    from hermes_train.runtime.models import load_tokenizer
 
     recipe = load_recipe(args.recipe, args.overrides)
     # Libraries may print to stdout while loading (DeepSpeed logs there on import): keep stdout for our output.

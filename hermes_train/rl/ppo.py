@@ -3,7 +3,7 @@
 One iteration, top to bottom (``train_ppo``), every rank on its own episodes:
 
 1. **Rollout.** Sample ``episodes_per_iteration / world_size`` training tasks (seeded by iteration and rank,
-   so a resumed run draws the same ones), play them with the actor in batches (``hermes_train.rollout``;
+   so a resumed run draws the same ones), play them with the actor in batches (``hermes_train.rl.rollout``;
    under ZeRO-3 the parameters are gathered once for the whole phase) and score each with the Atropos reward.
 2. **Score.** Optionally normalise the reward (a running mean/std of the total, or GDPO-style z-scores of each
    dimension before weighting, over all ranks' episodes); place it at the last policy token (``terminal``) or
@@ -43,13 +43,13 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from hermes_train import ppo_core
+from hermes_train.rl import ppo_core
 from hermes_train.errors import HermesTrainError
 from hermes_train.rewards import DIMENSIONS
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
-    from hermes_train.rollout import Trajectory
+    from hermes_train.rl.rollout import Trajectory
 
 PPO_STAGE = "ppo"
 STATE_FILE = "ppo_state.json"
@@ -350,7 +350,7 @@ def _trim_jsonl(path: Path, last_iteration: int) -> None:
 
 
 def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    from hermes_train.tracking import _jsonable
+    from hermes_train.runtime.tracking import _jsonable
 
     with path.open("a", encoding="utf-8") as f:
         for row in rows:
@@ -394,7 +394,7 @@ class Checkpointer:
             weights[i] = {k: v for k, v in state.items() if k in trainable}
 
     def save_adapters(self, out: Path) -> None:
-        from hermes_train.ppo_model import save_adapters, trainable_state_dict
+        from hermes_train.rl.actor_critic import save_adapters, trainable_state_dict
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         state = trainable_state_dict(unwrapped, zero3=zero_stage(self.accelerator) == 3)
@@ -469,13 +469,13 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     from trl.models.utils import unwrap_model_for_generation
 
     from hermes_train.config import save_resolved_recipe
-    from hermes_train.distributed import make_accelerator, whole_weights
-    from hermes_train.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
-    from hermes_train.ppo_model import build_actor_critic
-    from hermes_train.rollout import RolloutEngine, RolloutSettings
-    from hermes_train.run_info import write_run_info
-    from hermes_train.sft import choose_precision, device_type
-    from hermes_train.tracking import Tracker, configure_tracking
+    from hermes_train.runtime.distributed import make_accelerator, whole_weights
+    from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
+    from hermes_train.rl.actor_critic import build_actor_critic
+    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.runtime.run_info import write_run_info
+    from hermes_train.runtime.device import choose_precision, device_type
+    from hermes_train.runtime.tracking import Tracker, configure_tracking
 
     start_time = time.perf_counter()
     _check_recipe(recipe)
@@ -687,7 +687,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     if main:
         console.print(f"[green]PPO finished[/green] {loop.iteration} iterations in {time.perf_counter() - start_time:.0f}s; "
                       f"adapter {escape(str(adapter))}" + (f", checkpoint {escape(str(final))}" if final else ""), highlight=False)
-        from hermes_train.report import report_after_stage
+        from hermes_train.evaluation.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
     if tracker is not None:

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 def resolve_model_path(name_or_path: str, cache_dir: str | Path | None = None) -> str:
     """A short name becomes its cached local folder, built on first use: ``tiny:<size>`` (the project's tiny
     model) or a bundled pretrained base (``smollm2:135m-instruct``); anything else passes to ``from_pretrained``."""
-    from hermes_train.bundled_models import BUNDLED, ensure_bundled_model
-    from hermes_train.tiny_model import TINY_NAME_RE, ensure_tiny_model, SIZES
+    from hermes_train.runtime.bundled_models import BUNDLED, ensure_bundled_model
+    from hermes_train.runtime.tiny_model import TINY_NAME_RE, ensure_tiny_model, SIZES
 
     if name_or_path in BUNDLED:
         return str(ensure_bundled_model(name_or_path, cache_dir=cache_dir))
@@ -43,8 +43,8 @@ def _from_pretrained(loader, field: str, name_or_path: str, **options):
         return loader.from_pretrained(path, **options)
     except OSError as error:  # not a model folder, or a hub id that is unknown or cannot be reached offline
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        from hermes_train.bundled_models import BUNDLED
-        from hermes_train.tiny_model import SIZES
+        from hermes_train.runtime.bundled_models import BUNDLED
+        from hermes_train.runtime.tiny_model import SIZES
 
         short_names = ", ".join([*(f"tiny:{size}" for size in SIZES), *BUNDLED])
         raise HermesTrainError(f"{field}: cannot load {path!r} ({first_line}); short names: {short_names}") from error

@@ -651,7 +651,7 @@ def _load_model(model_dir: str, adapter_dir: str | None):
     import torch
 
     from hermes_train.config import ModelConfig, Recipe
-    from hermes_train.models import load_causal_lm, load_tokenizer
+    from hermes_train.runtime.models import load_causal_lm, load_tokenizer
 
     looks_like_path = model_dir.startswith((".", "/", "~")) or Path(model_dir).is_absolute() or model_dir.count("/") > 1
     if looks_like_path and not Path(model_dir).expanduser().is_dir():
@@ -661,7 +661,7 @@ def _load_model(model_dir: str, adapter_dir: str | None):
     placement = {"device_map": {"": 0}} if torch.cuda.is_available() else {}
     try:
         if adapter_dir is not None:
-            from hermes_train.ppo_model import load_policy
+            from hermes_train.rl.actor_critic import load_policy
 
             adapter = Path(adapter_dir)
             if not (adapter / "adapter_config.json").is_file():

@@ -15,7 +15,7 @@ The loss covers only assistant tokens (``<think>`` blocks, ``<tool_call>`` block
 the labels. With ``sft.packing`` the examples are packed best-fit-decreasing into rows of
 ``data.max_seq_len`` tokens and batches are flattened padding-free (position ids restart per example, so no
 example attends to another); with ``sft.share_prefix`` as well, the examples that open with the same system
-prompt are packed behind one copy of it (``hermes_train.packing``). Unless the recipe names an attention
+prompt are packed behind one copy of it (``hermes_train.sft.packing``). Unless the recipe names an attention
 implementation (e.g. flash_attention_2, which handles plain packed rows natively), attention then runs segment by
 segment (``packing.packed_sdpa_attention_forward``) rather than through sdpa's dense mask over the whole row. Precision is picked from the hardware (``choose_precision``): bf16 on a CUDA device that supports it
 (when ``model.dtype`` is auto or bfloat16), bf16 autocast on a CPU with native bf16 instructions (when it is
@@ -26,7 +26,6 @@ writes the shared files.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shutil
@@ -40,6 +39,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime.device import choose_precision, device_type
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -48,7 +48,6 @@ __all__ = [
     "SFT_STAGE",
     "SftResult",
     "build_sft_trainer",
-    "choose_precision",
     "run_sft",
     "sft_dir",
     "sft_training_args",
@@ -61,70 +60,6 @@ console = Console(stderr=True)
 
 def sft_dir(recipe: Recipe) -> Path:
     return Path(recipe.output_dir) / SFT_STAGE
-
-
-def device_type() -> str:
-    """"cuda" when training will run on a GPU, else "cpu" (also when ``accelerate launch --cpu`` asks for it).
-
-    Decided without touching the distributed state, which the training arguments set up.
-    """
-    import os
-
-    import torch
-
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@functools.cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX): there bf16 autocast is a real
-    speed-up (2.0x for LoRA forward+backward on SmolLM2-135M, measured); elsewhere it is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(recipe: Recipe, device_type: str) -> tuple[str, Any]:
-    """``(mode, weight dtype)``: mode is "bf16", "fp16" or "fp32" (the Trainer's mixed-precision flag).
-
-    On CUDA: bf16 (weights too) on a device with bf16 support when ``model.dtype`` is auto or bfloat16; fp16 when
-    the recipe asks for float16; fp32 otherwise. On CPU: bf16 autocast over fp32 weights when the recipe asks for
-    bfloat16 and the CPU has native bf16 instructions (fp32 weights measured faster than bf16 ones there: 290 vs
-    188 tokens/s, the LoRA matrices and the optimizer staying fp32), fp32 otherwise.
-    """
-    import torch
-
-    wanted = recipe.model.dtype
-    if device_type == "cuda":
-        if wanted in ("auto", "bfloat16") and torch.cuda.is_bf16_supported():
-            return "bf16", torch.bfloat16
-        if wanted == "float16" or (wanted == "bfloat16" and not torch.cuda.is_bf16_supported()):
-            return "fp16", torch.float16
-        return "fp32", torch.float32
-    if wanted == "bfloat16" and cpu_supports_bf16():
-        return "bf16", torch.float32
-    return "fp32", torch.float32
-
-
-def uses_cpu_bf16_autocast(recipe: Recipe) -> bool:
-    """Whether this process runs the recipe on CPU under bf16 autocast (a CPU with native bf16 instructions)."""
-    return device_type() == "cpu" and choose_precision(recipe, "cpu")[0] == "bf16"
-
-
-def inference_autocast(recipe: Recipe):
-    """The autocast a stage that only generates (evaluation, ``envs play``) runs under: bf16 where training would
-    use bf16 autocast over fp32 weights (a CPU with native bf16), else none (CUDA loads bf16 weights instead)."""
-    import contextlib
-
-    import torch
-
-    if uses_cpu_bf16_autocast(recipe):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
@@ -180,7 +115,7 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
     DeepSpeed, as launched), so it comes before anything that asks which process it runs in."""
     from trl import SFTConfig
 
-    from hermes_train.distributed import launched_with_deepspeed
+    from hermes_train.runtime.distributed import launched_with_deepspeed
 
     sft = recipe.sft
     precision, _ = choose_precision(recipe, device_type())
@@ -188,7 +123,7 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
     return SFTConfig(
         output_dir=str(output_dir if output_dir is not None else sft_dir(recipe)),
         # On CPU: accelerate's multi-CPU (gloo) data parallelism, or under a DeepSpeed launch, DeepSpeed with the
-        # gloo backend named (see hermes_train/distributed.py: otherwise every rank sees a world of one).
+        # gloo backend named (see hermes_train/runtime/distributed.py: otherwise every rank sees a world of one).
         use_cpu=device_type() == "cpu" and not launched_with_deepspeed(),
         ddp_backend="gloo" if device_type() == "cpu" and launched_with_deepspeed() else None,
         # Schedule
@@ -208,7 +143,7 @@ def sft_training_args(recipe: Recipe, *, report_to: list[str] | None = None, run
         gradient_checkpointing=sft.gradient_checkpointing,
         # Data
         max_length=recipe.data.max_seq_len,
-        # Shared-prefix rows are packed by hermes_train.packing and collated by its SharedPrefixCollator.
+        # Shared-prefix rows are packed by hermes_train.sft.packing and collated by its SharedPrefixCollator.
         packing=sft.packing and not sft.share_prefix,
         packing_strategy="bfd",
         padding_free=sft.packing and not sft.share_prefix,
@@ -265,8 +200,8 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     score_loss_positions_only()
 
     from hermes_train.formatting import IM_END
-    from hermes_train.models import load_causal_lm, load_tokenizer, lora_config
-    from hermes_train.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
+    from hermes_train.runtime.models import load_causal_lm, load_tokenizer, lora_config
+    from hermes_train.sft.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
 
     _check_recipe(recipe)
     sft = recipe.sft
@@ -380,8 +315,8 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     from transformers.trainer_utils import get_last_checkpoint
 
     from hermes_train.config import save_resolved_recipe
-    from hermes_train.run_info import dataloader_world_size, write_run_info
-    from hermes_train.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_tracking, run_name
+    from hermes_train.runtime.run_info import dataloader_world_size, write_run_info
+    from hermes_train.runtime.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_tracking, run_name
 
     start = time.perf_counter()
     _check_recipe(recipe, replacing=not resume)
@@ -437,13 +372,13 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     state.wait_for_everyone()
     if state.is_main_process:
         console.print(_summary(trainer, adapter, time.perf_counter() - start))
-        from hermes_train.report import report_after_stage
+        from hermes_train.evaluation.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
     if "wandb" in report_to:
         import wandb
 
-        from hermes_train.tracking import finish_wandb_run
+        from hermes_train.runtime.tracking import finish_wandb_run
 
         # The adapter as a model artifact (main process only: elsewhere there is no run).
         finish_wandb_run(wandb.run, adapter if recipe.tracking.log_artifacts else None)

@@ -1,7 +1,7 @@
 """The embedded default model: a tiny Qwen2-architecture LM and BPE tokenizer built offline, from seed.
 
 Nothing is downloaded. The tokenizer is trained with ``tokenizers`` on Hermes-format conversations the
-project generates itself (``hermes_train.synthetic``), with the format's framing and tag tokens as single
+project generates itself (``hermes_train.data.synthetic``), with the format's framing and tag tokens as single
 ids and the Hermes chat template stored in it. The model is then briefly *pre-trained* (all parameters)
 on plain-text documents about the same world (see ``pretraining_documents``), because LoRA cannot teach
 a randomly initialised network anything in minutes: measured on ``tiny:s`` over 90 s of tool-call SFT,
@@ -30,7 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hermes_train import formatting, synthetic
+from hermes_train import formatting
+
+from hermes_train.data import synthetic
 from hermes_train.errors import HermesTrainError
 
 # Bump when the corpus, tokenizer recipe or model shape changes: cached builds are keyed by it.

@@ -43,7 +43,7 @@ def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
     """The recipe's base model with ``merged`` adapters folded into its weights, in order."""
     from peft import PeftModel
 
-    from hermes_train.models import load_causal_lm
+    from hermes_train.runtime.models import load_causal_lm
 
     model = load_causal_lm(recipe.model, **model_kwargs)
     for adapter in merged:
@@ -262,7 +262,7 @@ def build_actor_critic(recipe: Recipe, start_adapter: Path | None, **model_kwarg
     """Load the base (with ``start_adapter`` merged in), add the actor and critic adapters and the value head."""
     from peft import get_peft_model
 
-    from hermes_train.models import decoder_layer_count, lora_config
+    from hermes_train.runtime.models import decoder_layer_count, lora_config
 
     merged = [start_adapter] if start_adapter is not None else []
     base = load_merged_base(recipe, merged, **model_kwargs)

@@ -51,7 +51,7 @@ BUNDLED = {
 
 def cached_folder(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where the converted folder of ``name`` lives in the cache (it may not be converted yet)."""
-    from hermes_train.tiny_model import cache_root
+    from hermes_train.runtime.tiny_model import cache_root
 
     return Path(cache_dir or cache_root()) / f"{name.replace(':', '-')}-v{CONVERTER_VERSION}"
 

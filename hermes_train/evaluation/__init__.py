@@ -1,0 +1,1 @@
+"""Evaluation: held-out environment tasks, BFCL, bootstrap statistics, run reports."""

@@ -1,0 +1,1 @@
+"""The runtime every stage stands on: models and their loading, device and distributed set-up, tracking, provenance."""
