@@ -112,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hermes_train.evaluation.report import write_run_report
+    from hermes_train.runtime.report import write_run_report
 
     console.print(f"[green]run report[/green] written to {write_run_report(args.run_dir)}")
     return 0

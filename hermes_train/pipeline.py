@@ -42,7 +42,7 @@ def _eval_done(recipe: Recipe) -> bool:
 def run_pipeline(recipe: Recipe) -> list[StageResult]:
     from hermes_train.evaluation.env_eval import run_eval
     from hermes_train.rl.ppo import ppo_progress, run_ppo
-    from hermes_train.evaluation.report import report_after_stage
+    from hermes_train.runtime.report import report_after_stage
     from hermes_train.sft.train import run_sft, sft_dir
 
     from hermes_train.runtime.bundled_models import BUNDLED, cached_folder

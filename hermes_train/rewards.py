@@ -15,7 +15,8 @@
 * goal_alignment: half for the late calls (second half of the episode) staying on the task's relevant
   tools and entities (or on values earlier calls returned, as in a nested chain), half for a final answer that speaks to the goal (names a relevant entity).
 
-The total is the weighted mean (weights from ``reward.weights``, normalised to sum 1). ``per_turn``
+The total is the weighted mean (weights from ``reward.weights``, normalised to sum 1; ``weighted_total`` is its one
+home, used by PPO's normalised scores and handed to TRL as GRPO's ``reward_weights`` too). ``per_turn``
 attributes the total to turns, so PPO can place rewards where they were earned: invalid calls cost at
 their turn, recoveries pay at theirs, and the rest lands on the final turn; the shares sum to the total.
 """
@@ -98,14 +99,30 @@ def _goal_alignment(record: EpisodeRecord, calls: list[CallRecord]) -> float:
     return 0.5 * calls_part + 0.5 * answer_part
 
 
+def reward_weights(config: RewardConfig) -> dict[str, float]:
+    """``reward.weights`` normalised to sum 1, in ``DIMENSIONS`` order: the total is the dimensions' weighted sum."""
+    weights = config.weights.model_dump()
+    weight_sum = sum(weights.values())
+    return {d: weights[d] / weight_sum for d in DIMENSIONS}
+
+
+def weighted_total(scores, config: RewardConfig):
+    """The Atropos total of per-dimension ``scores``: a mapping by dimension, or a tensor whose last axis holds the
+    dimensions in ``DIMENSIONS`` order (e.g. normalised scores of a batch)."""
+    weights = reward_weights(config)
+    if isinstance(scores, dict):
+        return sum(weights[d] * scores[d] for d in DIMENSIONS)
+    return scores @ scores.new_tensor([weights[d] for d in DIMENSIONS])
+
+
 def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) -> RewardResult:
-    """Score a finished episode (``record.task_completion`` and ``record.min_calls`` already set)."""
+    """Score a finished episode (``record.task_completion`` and ``record.min_calls`` already set); ``config``
+    defaults to ``reward``'s defaults."""
     if config is None:
         from hermes_train.config import RewardConfig
 
         config = RewardConfig()
-    weights = config.weights.model_dump()
-    weight_sum = sum(weights.values())
+    weights = reward_weights(config)
     penalty = config.invalid_call_penalty
 
     calls = [c for c in record.calls if c.status != "transient"]
@@ -129,20 +146,20 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
         "error_recovery": min(1.0, RECOVERY_CREDIT * len(recoveries)) if failed else 0.0 if idle else config.no_error_recovery_score,
         "goal_alignment": _goal_alignment(record, calls),
     }
-    total = sum(weights[d] * dimensions[d] for d in DIMENSIONS) / weight_sum
+    total = weighted_total(dimensions, config)
 
     # Attribute the total to turns: each term lands on the turn that earned or lost it.
     turns = {t.index: TurnAttribution(turn=t.index) for t in record.turns}
     if turns:
         last = max(turns)
         terminal = sum(weights[d] * dimensions[d] for d in ("task_completion", "efficiency", "goal_alignment"))
-        turns[last].reward += (terminal + weights["tool_accuracy"] * accuracy_start) / weight_sum
+        turns[last].reward += terminal + weights["tool_accuracy"] * accuracy_start
         accuracy_left = 1.0
         for call in invalid:
             cost = min(penalty, accuracy_left)
             accuracy_left -= cost
             turns[call.turn].invalid_calls += 1
-            turns[call.turn].reward -= weights["tool_accuracy"] * cost / weight_sum
+            turns[call.turn].reward -= weights["tool_accuracy"] * cost
         for call in failed:
             turns[call.turn].failed_calls += 1
         if failed:
@@ -151,9 +168,9 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
                 credit = min(RECOVERY_CREDIT, recovery_left)
                 recovery_left -= credit
                 turns[call.turn].recoveries += 1
-                turns[call.turn].reward += weights["error_recovery"] * credit / weight_sum
+                turns[call.turn].reward += weights["error_recovery"] * credit
         else:
-            turns[last].reward += weights["error_recovery"] * dimensions["error_recovery"] / weight_sum
+            turns[last].reward += weights["error_recovery"] * dimensions["error_recovery"]
     counts = {
         "turns": len(record.turns),
         "calls": len(calls),

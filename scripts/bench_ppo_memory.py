@@ -162,7 +162,7 @@ def _run_config(args: argparse.Namespace, name: str) -> dict:
     from hermes_train.config import load_recipe
     from trl.trainer.utils import selective_log_softmax
 
-    from hermes_train.rl.ppo import token_values
+    from hermes_train.rl.ppo_core import token_values
 
     def token_logprobs(logits, ids, temperature):
         # Full-sequence logits in every configuration, so the three compare like for like (train_ppo itself

@@ -203,11 +203,11 @@ def test_environments_show_trl_exactly_their_tools():
         assert cls.name == name and issubclass(cls, get_environment(name))
 
 
-def test_reward_weights_are_the_recipe_weights_normalised(tmp_path):
-    from hermes_train.rl.grpo import reward_weights
+def test_trl_reward_weights_are_the_recipe_weights_normalised(tmp_path):
+    from hermes_train.rl.grpo import grpo_training_args
 
     recipe = grpo_recipe(tmp_path, "reward.weights.task_completion=2.0", "reward.weights.goal_alignment=0.0")
-    weights = reward_weights(recipe.reward)
+    weights = grpo_training_args(recipe).reward_weights
     raw = recipe.reward.weights.model_dump()
     assert weights == pytest.approx([raw[d] / sum(raw.values()) for d in DIMENSIONS])
     assert sum(weights) == pytest.approx(1.0)

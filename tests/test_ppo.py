@@ -191,7 +191,7 @@ def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenize
 
 def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
     from environments.record import Task
-    from hermes_train.rl.ppo import reward_positions
+    from hermes_train.rl.ppo_core import reward_positions
     from hermes_train.rewards import RewardResult, TurnAttribution
     from hermes_train.rl.rollout import Trajectory
 
@@ -209,7 +209,7 @@ def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
 
 
 def test_running_moments_match_the_whole_history():
-    from hermes_train.rl.ppo import RunningMoments
+    from hermes_train.rl.ppo_core import RunningMoments
 
     chunks = [torch.randn(n) * s + m for n, s, m in ((5, 1.0, 0.0), (7, 3.0, 2.0), (1, 1.0, -4.0))]
     moments = RunningMoments()
@@ -287,7 +287,7 @@ def test_three_iterations_write_every_metric_then_resume_continues_exactly(tmp_p
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_cache, tiny_model_dir):
     from hermes_train.rl.ppo import train_ppo
 
-    with pytest.raises(HermesTrainError, match="no PPO checkpoint"):
+    with pytest.raises(HermesTrainError, match="no checkpoint to resume from"):
         train_ppo(recipe_for(tmp_path), resume=True)
 
 

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from hermes_train.config import RewardConfig
+from hermes_train.rewards import DIMENSIONS, weighted_total
 from hermes_train.rl.ppo_core import (
     KLController,
     explained_variance,
@@ -132,8 +134,7 @@ def test_whitening_over_ranks_equals_whitening_all_their_tokens():
 def test_per_dimension_normalisation_over_a_population():
     dims = torch.tensor([[1.0, 0.0, 0.5, 1.0, 1.0]])
     everyone = torch.tensor([[1.0, 0.0, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0, 0.0]])
-    weights = torch.tensor([0.35, 0.25, 0.15, 0.15, 0.10])
-    assert normalise_dimensions(dims, weights, population=everyone).tolist() == pytest.approx([0.35 + 0.10], abs=1e-4)
+    assert normalise_dimensions(dims, population=everyone)[0].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0, 1.0], abs=1e-4)
 
 
 def test_clipped_policy_loss():
@@ -181,7 +182,16 @@ def test_adaptive_kl_controller_moves_towards_the_target():
 
 def test_per_dimension_normalisation_balances_scales():
     dims = torch.tensor([[1.0, 0.0, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0, 0.0]])
-    weights = torch.tensor([0.35, 0.25, 0.15, 0.15, 0.10])
-    total = normalise_dimensions(dims, weights)
+    config = RewardConfig()  # weights 0.35 / 0.25 / 0.15 / 0.15 / 0.10
+    total = weighted_total(normalise_dimensions(dims), config)
     # constant dimensions contribute nothing; the others are z-scored (+-1) then weighted
     assert total.tolist() == pytest.approx([0.35 + 0.10, -(0.35 + 0.10)], abs=1e-4)
+
+
+def test_weighted_total_of_a_batch_is_each_episodes_atropos_total():
+    config = RewardConfig(weights={"task_completion": 2.0, "tool_accuracy": 1.0, "efficiency": 0.0,
+                                   "error_recovery": 0.5, "goal_alignment": 0.5})
+    episodes = [dict(zip(DIMENSIONS, row)) for row in ([1.0, 0.5, 0.0, 1.0, 0.25], [0.0, 1.0, 1.0, 0.0, 0.5])]
+    batch = torch.tensor([[e[d] for d in DIMENSIONS] for e in episodes], dtype=torch.float64)
+    assert weighted_total(batch, config).tolist() == pytest.approx([weighted_total(e, config) for e in episodes])
+    assert weighted_total(episodes[0], config) == pytest.approx((2.0 + 0.5 + 0.5 + 0.125) / 4.0)

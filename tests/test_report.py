@@ -8,7 +8,7 @@ import pytest
 
 from hermes_train.cli import main
 from hermes_train.errors import HermesTrainError
-from hermes_train.evaluation.report import read_jsonl, write_run_report
+from hermes_train.runtime.report import read_jsonl, write_run_report
 from hermes_train.rewards import DIMENSIONS
 
 

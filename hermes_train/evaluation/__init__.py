@@ -1,1 +1,1 @@
-"""Evaluation: held-out environment tasks, BFCL, bootstrap statistics, run reports."""
+"""Evaluation: held-out environment tasks paired across models, BFCL, bootstrap statistics."""

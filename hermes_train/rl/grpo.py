@@ -50,7 +50,6 @@ import functools
 import json
 import math
 import shutil
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,9 +60,8 @@ from rich.table import Table
 
 from environments.record import CallRecord, EpisodeRecord, TurnRecord
 from environments.registry import get_environment
-from hermes_train.errors import HermesTrainError
 from hermes_train.runtime.models import starting_adapter
-from hermes_train.rewards import DIMENSIONS, RewardResult, atropos_reward
+from hermes_train.rewards import DIMENSIONS, RewardResult, atropos_reward, reward_weights
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe, RewardConfig
@@ -79,7 +77,6 @@ __all__ = [
     "hermes_response_template",
     "load_grpo_tokenizer",
     "reward_functions",
-    "reward_weights",
     "run_grpo",
 ]
 
@@ -234,13 +231,6 @@ def reward_functions(config: RewardConfig) -> list[Callable[..., list[float]]]:
     return [dimension_reward(d) for d in DIMENSIONS]
 
 
-def reward_weights(config: RewardConfig) -> list[float]:
-    """``reward.weights`` in ``DIMENSIONS`` order, normalised to sum 1 (so TRL's ``reward`` is the Atropos total)."""
-    weights = config.weights.model_dump()
-    total = sum(weights.values())
-    return [weights[d] / total for d in DIMENSIONS]
-
-
 # --------------------------------------------------------------------------------------------------
 # Tokenizer and trainer
 # --------------------------------------------------------------------------------------------------
@@ -340,7 +330,7 @@ def grpo_training_args(recipe: Recipe, *, report_to: list[str] | None = None, ru
         temperature=grpo.temperature,
         max_completion_length=grpo.max_completion_length,  # the whole multi-turn completion, tool turns included
         max_tool_calling_iterations=recipe.environments.max_turns - 1,
-        reward_weights=reward_weights(recipe.reward),
+        reward_weights=list(reward_weights(recipe.reward).values()),  # TRL's reward is then the Atropos total
         disable_dropout=True,  # exact log-prob ratios and KL: the same input gives the same log-probs
         # Precision and memory (TRL's defaults differ: bf16 and gradient checkpointing on)
         bf16=precision == "bf16",
@@ -421,80 +411,33 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
     ``resume=True`` continues from the last checkpoint in ``output_dir/grpo`` (e.g. after raising
     ``grpo.max_steps``). Without it, a previous run's adapter and checkpoints there are replaced.
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from hermes_train.runtime.run_info import dataloader_world_size
+    from hermes_train.runtime.stage import StageRun
 
-    from hermes_train.config import save_resolved_recipe
-    from hermes_train.sft.train import _clear_previous_run
-    from hermes_train.runtime.tracking import (
-        MetricsJsonlCallback,
-        RecipeConfigCallback,
-        configure_tracking,
-        finish_wandb_run,
-        run_name,
-    )
+    with StageRun(recipe, GRPO_STAGE, resume, protect=starting_adapter(recipe)) as run:
+        args = grpo_training_args(recipe, report_to=run.report_to, run_name=run.name)
+        state = args.distributed_state
+        run.begin(state)
+        trainer = build_grpo_trainer(recipe, args=args, callbacks=run.callbacks())
+        if state.is_main_process:
+            n_trainable, n_total = trainer.model.get_nb_trainable_parameters()
+            console.print(
+                f"[green]GRPO[/green] {escape(recipe.model.name_or_path)} from {escape(trainer.hermes_start)}: LoRA "
+                f"{n_trainable:,} trainable of {n_total:,} parameters, {len(trainer.train_dataset):,} tasks in "
+                f"{escape(', '.join(recipe.environments.names))}, {recipe.grpo.max_steps} steps of "
+                f"{recipe.grpo.num_generations} completions per prompt, {trainer.hermes_precision}, "
+                f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
+                highlight=False,
+            )
 
-    start = time.perf_counter()
-    directory = grpo_dir(recipe)
-    adapter_dir = directory / "adapter"
-    starting = starting_adapter(recipe)
-    if not resume and starting is not None and directory.resolve() in starting.resolve().parents:
-        raise HermesTrainError(
-            f"the starting adapter {starting} lies inside this run's {directory}, which the run replaces; "
-            "copy the adapter elsewhere or use another output_dir (or --resume to continue that run)"
-        )
-    last_checkpoint = None
-    if resume:
-        last_checkpoint = get_last_checkpoint(str(directory)) if directory.is_dir() else None
-        if last_checkpoint is None:
-            raise HermesTrainError(f"--resume: no checkpoint to resume from in {directory} (run without --resume to start)")
-
-    report_to = configure_tracking(recipe, GRPO_STAGE)
-    args = grpo_training_args(recipe, report_to=report_to, run_name=run_name(recipe, GRPO_STAGE))
-    state = args.distributed_state
-    if state.is_main_process:
-        if last_checkpoint is None:
-            _clear_previous_run(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config_path = save_resolved_recipe(recipe)
-        console.print(f"resolved recipe written to {escape(str(config_path))}", highlight=False)
-        if last_checkpoint is not None:
-            console.print(f"resuming from {escape(last_checkpoint)}", highlight=False)
-    state.wait_for_everyone()
-
-    callbacks = [MetricsJsonlCallback(directory / "metrics.jsonl", append=last_checkpoint is not None)]
-    if report_to:
-        callbacks.append(RecipeConfigCallback(recipe, GRPO_STAGE))
-    trainer = build_grpo_trainer(recipe, args=args, callbacks=callbacks)
-
-    if state.is_main_process:
-        n_trainable, n_total = trainer.model.get_nb_trainable_parameters()
-        console.print(
-            f"[green]GRPO[/green] {escape(recipe.model.name_or_path)} from {escape(trainer.hermes_start)}: LoRA "
-            f"{n_trainable:,} trainable of {n_total:,} parameters, {len(trainer.train_dataset):,} tasks in "
-            f"{escape(', '.join(recipe.environments.names))}, {recipe.grpo.max_steps} steps of "
-            f"{recipe.grpo.num_generations} completions per prompt, {trainer.hermes_precision}, "
-            f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
-            highlight=False,
-        )
-
-    trainer.train(resume_from_checkpoint=last_checkpoint)
-    trainer.save_model(str(adapter_dir))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
-    from hermes_train.runtime.run_info import dataloader_world_size, write_run_info
-
-    plugin = trainer.accelerator.state.deepspeed_plugin
-    write_run_info(recipe.output_dir, GRPO_STAGE, state, trainer.model, zero_stage=int(plugin.zero_stage) if plugin else 0,
-                   mixed_precision=trainer.hermes_precision, dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
-    state.wait_for_everyone()
-    if state.is_main_process:
-        # With beta > 0 and a starting adapter, TRL trains against a frozen copy of it (adapter "ref"), which PEFT
-        # saves in a subfolder; the result is the trained adapter alone.
-        shutil.rmtree(adapter_dir / "ref", ignore_errors=True)
-        console.print(_summary(trainer, adapter_dir, time.perf_counter() - start))
-        from hermes_train.evaluation.report import report_after_stage
-
-        report_after_stage(recipe.output_dir)
-    if "wandb" in report_to:
-        import wandb
-
-        finish_wandb_run(wandb.run, adapter_dir if recipe.tracking.log_artifacts else None)  # main process only
-    return adapter_dir
+        trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+        if state.is_main_process:
+            # With beta > 0 and a starting adapter, TRL trains against a frozen copy of it (adapter "ref"), which PEFT
+            # saves in a subfolder; the result is the trained adapter alone.
+            shutil.rmtree(run.adapter / "ref", ignore_errors=True)
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        run.finish(state, trainer.model, summary=_summary(trainer, run.adapter, run.seconds()),
+                   zero_stage=int(plugin.zero_stage) if plugin else 0, precision=trainer.hermes_precision,
+                   dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
+    return run.adapter

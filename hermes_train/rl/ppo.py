@@ -30,10 +30,7 @@ and Ziegler et al. 2019 for the per-token KL penalty; CleanRL's ``ppo.py`` for t
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +40,25 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from hermes_train.rl import ppo_core
 from hermes_train.errors import HermesTrainError
-from hermes_train.rewards import DIMENSIONS
+from hermes_train.rewards import DIMENSIONS, weighted_total
+from hermes_train.rl import ppo_core
+from hermes_train.rl.ppo_checkpoint import (
+    Checkpointer,
+    LoopState,
+    append_jsonl,
+    checkpoints,
+    latest_checkpoint,
+    trim_jsonl,
+    zero_stage,
+)
+from hermes_train.runtime.stage import StageRun
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
     from hermes_train.rl.rollout import Trajectory
 
 PPO_STAGE = "ppo"
-STATE_FILE = "ppo_state.json"
 console = Console(stderr=True)
 
 # Logged every iteration (the contract the tests and reports rely on).
@@ -79,8 +85,335 @@ def ppo_dir(recipe: Recipe) -> Path:
     return Path(recipe.output_dir) / PPO_STAGE
 
 
+def ppo_progress(recipe: Recipe) -> str:
+    """``"done"`` (the final adapter is saved), ``"partial"`` (checkpoints but no final adapter: resumable) or
+    ``"none"``; the pipeline uses it to skip or resume the stage."""
+    directory = ppo_dir(recipe)
+    if (directory / "adapter" / "adapter_model.safetensors").is_file():
+        return "done"
+    return "partial" if checkpoints(directory) else "none"
+
+
+@dataclass
+class PpoResult:
+    adapter: Path
+    iterations: int
+    history: list[dict[str, Any]]
+
+
+def run_ppo(recipe: Recipe, resume: bool = False) -> Path:
+    """Train the PPO adapter of ``recipe``; returns ``output_dir/ppo/adapter``."""
+    return train_ppo(recipe, resume=resume).adapter
+
+
 # --------------------------------------------------------------------------------------------------
-# Sizes and tasks
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
+    _check_recipe(recipe)
+    ppo, history = recipe.ppo, []
+    with StageRun(recipe, PPO_STAGE, resume, latest_checkpoint=latest_checkpoint) as run:
+        learner = Learner.build(recipe, run)
+        loop = LoopState(kl=ppo_core.KLController(ppo.kl_coef, ppo.target_kl), moments=ppo_core.RunningMoments())
+        checkpointer = Checkpointer(learner.accelerator, learner.model, learner.tokenizer, run.directory)
+        if run.checkpoint is not None:
+            checkpointer.load(run.checkpoint, loop)
+            if learner.main:
+                for name in ("metrics.jsonl", "episodes.jsonl"):
+                    trim_jsonl(run.directory / name, loop.iteration)
+        tracker = run.tracker()
+
+        while loop.iteration < ppo.total_iterations:
+            iteration = loop.iteration + 1
+            started = time.perf_counter()
+            trajectories, generated = rollout(learner, iteration)
+            rollout_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            batch, kl = score(learner, trajectories, loop)
+            advantages(learner, batch)
+            update_meter, update_counts = update(learner, batch, iteration)
+            update_seconds = time.perf_counter() - started
+            metrics = log(learner, run, tracker, loop, iteration, trajectories, batch, kl, generated, update_meter, update_counts,
+                          {"time/rollout": rollout_seconds, "time/update": update_seconds,
+                           "throughput/tokens_per_s": generated / max(rollout_seconds, 1e-9)})
+            history.append(metrics)
+            if ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations:
+                checkpointer.save(loop)
+
+        final = checkpointer.save(loop) if loop.iteration else None
+        checkpointer.save_adapters(run.adapter)
+        summary = (f"[green]PPO finished[/green] {loop.iteration} iterations in {run.seconds():.0f}s; adapter {escape(str(run.adapter))}"
+                   + (f", checkpoint {escape(str(final))}" if final else ""))
+        # Each rank rolls out its own episodes: its task sampler is its data loader, sharded over all processes.
+        run.finish(learner.accelerator.state, learner.accelerator.unwrap_model(learner.model), summary=summary,
+                   zero_stage=zero_stage(learner.accelerator), precision=learner.precision,
+                   dataloader_world_size=learner.accelerator.num_processes)
+    learner.accelerator.end_training()
+    return PpoResult(adapter=run.adapter, iterations=loop.iteration, history=history)
+
+
+@dataclass
+class Learner:
+    """What every phase of an iteration uses: the prepared model, optimizer and scheduler, and the run's sizes."""
+
+    recipe: Recipe
+    accelerator: Any
+    model: Any  # ActorCritic, prepared by accelerate (DDP / DeepSpeed engine)
+    optimizer: Any
+    scheduler: Any
+    tokenizer: Any
+    sizes: Sizes
+    settings: Any  # RolloutSettings
+    env_options: dict[str, Any]
+    precision: str
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @classmethod
+    def build(cls, recipe: Recipe, run: StageRun) -> Learner:
+        from accelerate.utils import set_seed
+        from transformers import get_scheduler
+
+        from hermes_train.rl.actor_critic import build_actor_critic
+        from hermes_train.rl.rollout import RolloutSettings
+        from hermes_train.runtime.device import choose_precision, device_type
+        from hermes_train.runtime.distributed import make_accelerator, whole_weights
+        from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
+
+        ppo = recipe.ppo
+        precision, weight_dtype = choose_precision(recipe, device_type())
+        accelerator = make_accelerator(precision, ppo.gradient_accumulation_steps)
+        sizes = Sizes.for_world(recipe, accelerator.num_processes)
+        _fill_deepspeed_config(accelerator, sizes, recipe)
+        set_seed(recipe.seed + accelerator.process_index)  # different sampling noise on every rank
+        run.begin(accelerator.state)
+
+        # Models: the SFT adapter (if any) merged into the base; actor and critic adapters; value head.
+        tokenizer = load_tokenizer(recipe.model)
+        start_adapter = starting_adapter(recipe)
+        with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
+            model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
+        if accelerator.device.type == "cpu" and precision == "bf16":
+            cast_frozen_linears_for_autocast(model)  # every forward runs under autocast: the same products, no copies
+        if ppo.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        optimizer = torch.optim.AdamW(
+            [{"params": model.actor_parameters(), "lr": ppo.learning_rate},
+             {"params": model.critic_parameters(), "lr": ppo.critic_learning_rate}],
+            eps=1e-5,  # 37 details, #3
+        )
+        scheduler = get_scheduler(ppo.lr_scheduler, optimizer, num_warmup_steps=ppo.warmup_iterations,
+                                  num_training_steps=ppo.total_iterations)  # stepped once per iteration
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        env_options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
+                       "max_observation_chars": recipe.environments.max_observation_chars}
+        learner = cls(recipe, accelerator, model, optimizer, scheduler, tokenizer, sizes, RolloutSettings.from_recipe(recipe),
+                      env_options, precision)
+        if learner.main:
+            learner.describe(start_adapter)
+        return learner
+
+    def describe(self, start_adapter: Path | None) -> None:
+        recipe, ppo, accelerator = self.recipe, self.recipe.ppo, self.accelerator
+        unwrapped = accelerator.unwrap_model(self.model)
+        actor_n, critic_n = (sum(getattr(p, "ds_numel", p.numel()) for p in ps) for ps in (unwrapped.actor_parameters(), unwrapped.critic_parameters()))
+        console.print(
+            f"[green]PPO[/green] {escape(recipe.model.name_or_path)}"
+            f"{f' + SFT adapter {escape(str(start_adapter))} (merged; it is the reference)' if start_adapter else ' (no SFT adapter: the base is the reference)'}: "
+            f"actor {actor_n:,} and critic {critic_n:,} trainable parameters ({ppo.critic}), "
+            f"{ppo.total_iterations} iterations x {ppo.episodes_per_iteration} episodes over {', '.join(recipe.environments.names)}; "
+            f"{accelerator.num_processes} process{'es' if accelerator.num_processes > 1 else ''} ({accelerator.device.type}, {self.precision}"
+            f"{f', ZeRO-{zero_stage(accelerator)}' if zero_stage(accelerator) else ''})",
+            highlight=False,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The phases of one iteration
+# --------------------------------------------------------------------------------------------------
+
+
+def rollout(learner: Learner, iteration: int) -> tuple[list[Trajectory], float]:
+    """1. Play this rank's tasks with the actor; returns the scored trajectories and the tokens all ranks generated."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    from hermes_train.rl.rollout import RolloutEngine
+
+    accelerator, recipe = learner.accelerator, learner.recipe
+    tasks = sample_tasks(recipe, iteration, accelerator.process_index, learner.sizes.episodes)
+    learner.model.eval()
+    with unwrap_model_for_generation(learner.model, accelerator) as unwrapped, accelerator.autocast():  # ZeRO-3: gathered once
+        engine = RolloutEngine(unwrapped.policy, learner.tokenizer, learner.settings, env_options=learner.env_options,
+                               reward_config=recipe.reward)
+        progress = _progress_printer(learner.main, f"iter {iteration}/{recipe.ppo.total_iterations}")
+        trajectories = engine.rollout(tasks, progress=progress)
+    generated = accelerator.reduce(torch.tensor(float(engine.stats["generated_tokens"]), device=accelerator.device), "sum").item()
+    return trajectories, generated
+
+
+def score(learner: Learner, trajectories: list[Trajectory], loop: LoopState) -> tuple[Batch, torch.Tensor]:
+    """2. Reference log-probs, values and per-token rewards (the episode's score minus the KL penalty); returns the
+    batch and the per-token KL to the reference."""
+    ppo, model = learner.recipe.ppo, learner.model
+    batch = batch_from_trajectories(trajectories, learner.tokenizer.pad_token_id, learner.accelerator.device)
+    mask = batch.action_mask
+    trunk_chunks, ref_chunks, value_chunks = [], [], []
+    with torch.no_grad():  # the frozen trunk runs once per episode; every later pass starts from its output
+        for start in range(0, len(trajectories), learner.sizes.micro_batch):
+            rows = slice(start, start + learner.sizes.micro_batch)
+            ids, attention = batch.input_ids[rows], batch.attention_mask[rows]
+            trunk = model(ids, attention, mode="trunk")["trunk"]
+            trunk_chunks.append(trunk)
+            ref_chunks.append(model(ids, attention, mode="reference", action_mask=mask[rows],
+                                    temperature=learner.settings.temperature, trunk=trunk)["logprobs"])
+            value_chunks.append(ppo_core.token_values(model(ids, attention, mode="value", trunk=trunk)["values"]))
+    batch.trunk = torch.cat(trunk_chunks)
+    batch.ref_logprobs, batch.values = torch.cat(ref_chunks) * mask, torch.cat(value_chunks) * mask
+    kl = ppo_core.kl_penalty(batch.logprobs, batch.ref_logprobs, ppo.kl_estimator) * mask
+    scores, scale = normalised_scores(learner, trajectories, loop.moments)
+    placed = [ppo_core.reward_positions(t, s, scale, ppo.reward_placement, m)
+              for t, s, m in zip(trajectories, scores, mask.tolist())]
+    batch.rewards = ppo_core.place_rewards(placed, kl, mask, loop.kl.value)
+    return batch, kl
+
+
+def normalised_scores(learner: Learner, trajectories: list[Trajectory], moments: ppo_core.RunningMoments) -> tuple[list[float], float]:
+    """Each episode's score for the advantage, and the scale applied to per-turn shares (see ``reward_positions``)."""
+    accelerator, recipe = learner.accelerator, learner.recipe
+    totals = torch.tensor([t.reward.total for t in trajectories], dtype=torch.float, device=accelerator.device)
+    mode = recipe.ppo.normalize_rewards
+    if mode == "none":
+        return totals.tolist(), 1.0
+    if mode == "total":
+        moments.update(accelerator.gather(totals).cpu())
+        return ((totals - moments.mean) / moments.std).tolist(), 1.0 / moments.std
+    # per_dimension: z-score every dimension over all ranks' episodes, then weight (GDPO-style)
+    dims = torch.tensor([[t.reward.dimensions[d] for d in DIMENSIONS] for t in trajectories], device=accelerator.device)
+    normalised = ppo_core.normalise_dimensions(dims, population=accelerator.gather(dims))
+    return weighted_total(normalised, recipe.reward).tolist(), 1.0
+
+
+def advantages(learner: Learner, batch: Batch) -> None:
+    """3. GAE over the policy's tokens, then whitened over every rank's tokens."""
+    ppo = learner.recipe.ppo
+    batch.advantages, batch.returns = ppo_core.gae(batch.rewards, batch.values, batch.action_mask, ppo.gamma, ppo.lam)
+    if ppo.whiten_advantages:
+        reduce_sum = lambda t: learner.accelerator.reduce(t, reduction="sum")  # noqa: E731
+        batch.advantages = ppo_core.masked_whiten(batch.advantages, batch.action_mask, reduce_sum=reduce_sum)
+
+
+def update(learner: Learner, batch: Batch, iteration: int) -> tuple[MeanMeter, dict[str, float]]:
+    """4. ``epochs`` passes over shuffled minibatches, stopping early past ``early_stop_kl``; then the scheduler steps."""
+    ppo, sizes, accelerator = learner.recipe.ppo, learner.sizes, learner.accelerator
+    learner.model.train()
+    meter, counts = MeanMeter(), {"steps": 0, "skipped": 0}
+    order = torch.Generator().manual_seed(learner.recipe.seed * 100_003 + iteration * 1_009 + accelerator.process_index)
+    epochs, stopped = ppo.epochs, False
+    for epoch in range(ppo.epochs):
+        permutation = torch.randperm(sizes.episodes, generator=order)
+        for start in range(0, sizes.episodes, sizes.minibatch):
+            approx_kl = train_minibatch(learner, batch, permutation[start : start + sizes.minibatch], meter, counts)
+            if ppo.early_stop_kl is not None and approx_kl > ppo.early_stop_kl:
+                epochs, stopped = epoch + 1, True
+                break
+        if stopped:
+            break
+    learner.scheduler.step()
+    return meter, {"ppo/epochs": epochs, "ppo/optimizer_steps": counts["steps"], "ppo/early_stopped": float(stopped),
+                   "ppo/skipped_updates": accelerator.reduce(torch.tensor(float(counts["skipped"]), device=accelerator.device), "sum").item()}
+
+
+def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, meter: MeanMeter, counts: dict[str, int]) -> float:
+    """One optimizer step over ``minibatch`` (episode indices), accumulated over micro-batches; returns the approximate
+    KL to the rollout policy of the last micro-batch, averaged over ranks."""
+    ppo, accelerator, model = learner.recipe.ppo, learner.accelerator, learner.model
+    accumulated = 0
+    for start in range(0, len(minibatch), learner.sizes.micro_batch):
+        micro = batch.rows(minibatch[start : start + learner.sizes.micro_batch].to(batch.input_ids.device))
+        with accelerator.accumulate(model):
+            out = model(micro.input_ids, micro.attention_mask, mode="train", action_mask=micro.action_mask,
+                        temperature=learner.settings.temperature, entropy_grad=ppo.entropy_coef > 0, trunk=micro.trunk)
+            pg_loss, pg_stats = ppo_core.policy_loss(out["logprobs"], micro.logprobs, micro.advantages, micro.action_mask, ppo.clip_range)
+            vf_loss, vf_stats = ppo_core.value_loss(ppo_core.token_values(out["values"]), micro.values, micro.returns,
+                                                    micro.action_mask, ppo.value_clip_range)
+            loss = pg_loss + ppo.vf_coef * vf_loss - ppo.entropy_coef * out["entropy"]
+            # NaN/inf guard: every rank skips together, or DDP/DeepSpeed would wait on a backward forever.
+            finite = not accelerator.reduce(torch.tensor(float(not torch.isfinite(loss).item()), device=accelerator.device), "max").item()
+            if finite:
+                accelerator.backward(loss)
+                accumulated += 1
+            else:
+                counts["skipped"] += 1
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), ppo.max_grad_norm)
+                if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
+                    counts["skipped"] += 1
+                elif accumulated:
+                    learner.optimizer.step()
+                    counts["steps"] += 1
+                    if grad_norm is not None:
+                        meter.add("ppo/grad_norm", float(grad_norm))
+                learner.optimizer.zero_grad()
+                accumulated = 0
+        if finite:
+            for name, value in (("ppo/policy_loss", pg_loss), ("ppo/value_loss", vf_loss), ("ppo/entropy", out["entropy"]),
+                                ("ppo/clipfrac", pg_stats["clipfrac"]), ("ppo/approx_kl", pg_stats["approx_kl"]),
+                                ("ppo/vf_clipfrac", vf_stats["vf_clipfrac"])):
+                meter.add(name, value.detach().item())
+        approx_kl = accelerator.reduce(pg_stats["approx_kl"].detach().float().reshape(1), "mean").item()
+    return approx_kl
+
+
+def log(learner: Learner, run: StageRun, tracker, loop: LoopState, iteration: int, trajectories: list[Trajectory],
+        batch: Batch, kl: torch.Tensor, generated: float, update_meter: MeanMeter, update_counts: dict[str, float],
+        timings: dict[str, float]) -> dict[str, Any]:
+    """5. Advance the loop state (KL controller, counters); metrics reduced over ranks to the console,
+    ``metrics.jsonl``, sample episodes and the tracker. Returns the metrics row."""
+    accelerator, recipe, mask = learner.accelerator, learner.recipe, batch.action_mask
+    rollout_kl = MeanMeter()
+    rollout_kl.add("ppo/kl", (kl.sum() / mask.sum().clamp(min=1)).item(), mask.sum().item())
+    rollout_kl.add("ppo/kl_per_episode", (kl.sum(1)).mean().item(), len(trajectories))
+    rollout_kl.add("ppo/explained_variance", ppo_core.explained_variance(batch.values, batch.returns, mask))
+    kl_now = rollout_kl.reduced(accelerator, ["ppo/kl"])["ppo/kl"]
+    loop.kl.update(kl_now, learner.sizes.episodes * accelerator.num_processes)
+    loop.iteration = iteration
+    loop.episodes += learner.sizes.episodes * accelerator.num_processes
+    loop.policy_tokens += int(generated)
+
+    episodes = episode_meter(trajectories)
+    metrics: dict[str, Any] = {"iteration": iteration}
+    metrics.update(episodes.reduced(accelerator, sorted(episodes.sums)))
+    metrics.update(rollout_kl.reduced(accelerator, ["ppo/kl", "ppo/kl_per_episode", "ppo/explained_variance"]))
+    metrics.update(update_meter.reduced(accelerator, ["ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac",
+                                                       "ppo/approx_kl", "ppo/vf_clipfrac", "ppo/grad_norm"]))
+    metrics.update({
+        "ppo/kl_coef": loop.kl.value,
+        "ppo/epochs": update_counts["ppo/epochs"],
+        "ppo/optimizer_steps": update_counts["ppo/optimizer_steps"],
+        "ppo/skipped_updates": update_counts["ppo/skipped_updates"],
+        "ppo/early_stopped": update_counts["ppo/early_stopped"],
+        "ppo/learning_rate": learner.scheduler.get_last_lr()[0],
+        **timings,
+        "episodes": loop.episodes,
+    })
+    if learner.main:
+        append_jsonl(run.metrics_path, [metrics])
+        samples = sample_rows(trajectories, learner.tokenizer, iteration, n=4)
+        append_jsonl(run.directory / "episodes.jsonl", samples)
+        _print_iteration(metrics, recipe.ppo.total_iterations)
+        if tracker is not None and iteration % recipe.tracking.log_every == 0:
+            tracker.log({k: v for k, v in metrics.items() if k != "iteration"}, step=iteration, table=("episodes/samples", samples))
+    if metrics["ppo/skipped_updates"]:
+        accelerator.print(f"warning: iteration {iteration} skipped {int(metrics['ppo/skipped_updates'])} update(s) on a non-finite loss or gradient")
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes, tasks, the experience batch, metrics
 # --------------------------------------------------------------------------------------------------
 
 
@@ -127,11 +460,6 @@ def sample_tasks(recipe: Recipe, iteration: int, rank: int, n: int):
     return tasks
 
 
-# --------------------------------------------------------------------------------------------------
-# Tensors from trajectories
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass
 class Batch:
     """One rank's experience, right-padded to ``(episodes, time)``; every per-token tensor is aligned on the
@@ -167,89 +495,6 @@ def batch_from_trajectories(trajectories: list[Trajectory], pad_id: int, device)
         actions[i, :n] = torch.tensor(t.policy_mask, dtype=torch.float)
         logprobs[i, :n] = torch.tensor(t.logprobs)
     return Batch(ids.to(device), attention.to(device), actions.to(device), logprobs.to(device))
-
-
-def token_values(values: torch.Tensor) -> torch.Tensor:
-    """The value of the state before token ``t`` is the critic's output at ``t - 1``."""
-    return torch.nn.functional.pad(values[:, :-1].float(), (1, 0))
-
-
-def last_policy_token(mask_row: list[float], position: int) -> int | None:
-    """The policy token a reward at ``position`` lands on: the last one at or before it, else the first after."""
-    for p in range(min(position, len(mask_row) - 1), -1, -1):
-        if mask_row[p]:
-            return p
-    return next((p for p in range(position, len(mask_row)) if mask_row[p]), None)
-
-
-def reward_positions(trajectory: Trajectory, score: float, scale: float, placement: str,
-                     mask_row: list[float]) -> list[tuple[int, float]]:
-    """Where an episode's (normalised) ``score`` lands. ``terminal``: all of it on the last policy token.
-    ``per_turn``: each turn's attributed share of the raw ``total`` (``RewardResult.per_turn``), times
-    ``scale``, at that turn's last token, and the rest on the last turn, so the placed rewards sum to ``score``."""
-    if not any(mask_row):
-        return []  # the policy wrote nothing: no action to credit
-    last = last_policy_token(mask_row, len(mask_row) - 1)
-    if placement == "terminal" or not trajectory.turn_ends:
-        return [(last, score)]
-    shares = trajectory.reward.per_turn
-    placed, spent = [], 0.0
-    for turn, share in zip(trajectory.turn_ends[:-1], shares[:-1]):
-        position = last_policy_token(mask_row, turn)
-        if position is not None:
-            placed.append((position, share.reward * scale))
-            spent += share.reward * scale
-    placed.append((last, score - spent))
-    return placed
-
-
-# --------------------------------------------------------------------------------------------------
-# Reward normalisation
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunningMoments:
-    """Mean and standard deviation of every reward seen so far (Chan et al.'s parallel update)."""
-
-    mean: float = 0.0
-    var: float = 1.0
-    count: float = 0.0
-
-    def update(self, values: torch.Tensor) -> None:
-        n = values.numel()
-        if n == 0:
-            return
-        batch_mean, batch_var = values.mean().item(), values.var(unbiased=False).item()
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.mean += delta * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        return max(math.sqrt(self.var), 1e-6)
-
-
-def normalised_scores(recipe: Recipe, accelerator, trajectories: list[Trajectory], moments: RunningMoments) -> tuple[list[float], float]:
-    """Each episode's score for the advantage, and the scale applied to per-turn shares (see ``reward_positions``)."""
-    totals = torch.tensor([t.reward.total for t in trajectories], dtype=torch.float, device=accelerator.device)
-    mode = recipe.ppo.normalize_rewards
-    if mode == "none":
-        return totals.tolist(), 1.0
-    if mode == "total":
-        moments.update(accelerator.gather(totals).cpu())
-        return ((totals - moments.mean) / moments.std).tolist(), 1.0 / moments.std
-    # per_dimension: z-score every dimension over all ranks' episodes, then weight (GDPO-style)
-    dims = torch.tensor([[t.reward.dimensions[d] for d in DIMENSIONS] for t in trajectories], device=accelerator.device)
-    weights = torch.tensor([getattr(recipe.reward.weights, d) for d in DIMENSIONS], device=accelerator.device)
-    return ppo_core.normalise_dimensions(dims, weights, population=accelerator.gather(dims)).tolist(), 1.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Metrics
-# --------------------------------------------------------------------------------------------------
 
 
 class MeanMeter:
@@ -302,11 +547,6 @@ def sample_rows(trajectories: list[Trajectory], tokenizer, iteration: int, n: in
     return rows
 
 
-# --------------------------------------------------------------------------------------------------
-# Setup, checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
 def _fill_deepspeed_config(accelerator, sizes: Sizes, recipe: Recipe) -> None:
     """Values a DeepSpeed config leaves to the trainer (``"auto"``): there is no data loader for accelerate to
     read them from."""
@@ -325,117 +565,6 @@ def _fill_deepspeed_config(accelerator, sizes: Sizes, recipe: Recipe) -> None:
             config[key] = value
 
 
-def zero_stage(accelerator) -> int:
-    plugin = accelerator.state.deepspeed_plugin
-    return int(plugin.zero_stage) if plugin is not None else 0
-
-
-def _checkpoints(directory: Path) -> list[Path]:
-    found = [p for p in directory.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _trim_jsonl(path: Path, last_iteration: int) -> None:
-    """Keep the lines of iterations up to ``last_iteration`` (a resumed run rewrites what came after)."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("iteration", 0) <= last_iteration:
-                kept.append(line)
-        except (json.JSONDecodeError, AttributeError):
-            continue
-    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-
-
-def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    from hermes_train.runtime.tracking import _jsonable
-
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
-
-
-@dataclass
-class LoopState:
-    """What a checkpoint holds besides the model, optimizer, scheduler and RNG (saved by accelerate)."""
-
-    iteration: int = 0
-    kl: ppo_core.KLController | None = None
-    moments: RunningMoments | None = None
-    episodes: int = 0
-    policy_tokens: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "kl": self.kl.state_dict(), "moments": vars(self.moments),
-                "episodes": self.episodes, "policy_tokens": self.policy_tokens}
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.iteration, self.episodes, self.policy_tokens = data["iteration"], data["episodes"], data["policy_tokens"]
-        self.kl.load_state_dict(data["kl"])
-        self.moments = RunningMoments(**data["moments"])
-
-
-class Checkpointer:
-    """``checkpoint-N/``: ``accelerator.save_state`` (trainable weights only, optimizer, scheduler, RNG of every
-    rank), the loop state, and the adapters in PEFT format (so any checkpoint can be evaluated)."""
-
-    def __init__(self, accelerator, model, tokenizer, directory: Path):
-        self.accelerator, self.model, self.tokenizer, self.directory = accelerator, model, tokenizer, directory
-        self.deepspeed = accelerator.state.deepspeed_plugin is not None
-        if not self.deepspeed:
-            # The frozen base is never saved: checkpoints hold only what training changes.
-            accelerator.register_save_state_pre_hook(self._keep_trainable)
-
-    def _keep_trainable(self, models, weights, output_dir) -> None:
-        for i, state in enumerate(weights):
-            trainable = {n for n, p in self.accelerator.unwrap_model(models[i]).named_parameters() if p.requires_grad}
-            weights[i] = {k: v for k, v in state.items() if k in trainable}
-
-    def save_adapters(self, out: Path) -> None:
-        from hermes_train.rl.actor_critic import save_adapters, trainable_state_dict
-
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        state = trainable_state_dict(unwrapped, zero3=zero_stage(self.accelerator) == 3)
-        if self.accelerator.is_main_process:
-            if out.exists():
-                shutil.rmtree(out)
-            save_adapters(unwrapped, state, out, self.tokenizer)
-        self.accelerator.wait_for_everyone()
-
-    def save(self, loop: LoopState) -> Path:
-        out = self.directory / f"checkpoint-{loop.iteration}"
-        kwargs = {"exclude_frozen_parameters": True} if self.deepspeed else {}
-        self.accelerator.save_state(str(out / "state"), **kwargs)
-        self.save_adapters(out / "adapter")
-        if self.accelerator.is_main_process:
-            (out / STATE_FILE).write_text(json.dumps(loop.to_dict(), indent=2) + "\n", encoding="utf-8")
-        self.accelerator.wait_for_everyone()
-        return out
-
-    def load_latest(self, loop: LoopState) -> Path:
-        found = _checkpoints(self.directory)
-        if not found:
-            raise HermesTrainError(
-                f"--resume: no PPO checkpoint in {self.directory} (run without --resume to start; ppo.save_every sets how often one is written)"
-            )
-        latest = found[-1]
-        kwargs = {"load_module_strict": False} if self.deepspeed else {"strict": False}
-        self.accelerator.load_state(str(latest / "state"), **kwargs)
-        loop.load(json.loads((latest / STATE_FILE).read_text(encoding="utf-8")))
-        return latest
-
-
-def ppo_progress(recipe: Recipe) -> str:
-    """``"done"`` (the final adapter is saved), ``"partial"`` (checkpoints but no final adapter: resumable) or
-    ``"none"``; the pipeline uses it to skip or resume the stage."""
-    directory = ppo_dir(recipe)
-    if (directory / "adapter" / "adapter_model.safetensors").is_file():
-        return "done"
-    return "partial" if _checkpoints(directory) else "none"
-
-
 def _check_recipe(recipe: Recipe) -> None:
     from environments.record import DIFFICULTIES
 
@@ -444,256 +573,6 @@ def _check_recipe(recipe: Recipe) -> None:
         raise HermesTrainError(f"environments.difficulties: unknown {unknown}; known: {list(DIFFICULTIES)}")
     if recipe.ppo.critic == "trunk_head" and not recipe.lora.layers:
         raise HermesTrainError("ppo.critic: trunk_head needs lora.layers (the head reads the frozen layers' output)")
-
-
-# --------------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PpoResult:
-    adapter: Path
-    iterations: int
-    history: list[dict[str, Any]]
-
-
-def run_ppo(recipe: Recipe, resume: bool = False) -> Path:
-    """Train the PPO adapter of ``recipe``; returns ``output_dir/ppo/adapter``."""
-    return train_ppo(recipe, resume=resume).adapter
-
-
-def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
-    from accelerate.utils import set_seed
-    from transformers import get_scheduler
-    from trl.models.utils import unwrap_model_for_generation
-
-    from hermes_train.config import save_resolved_recipe
-    from hermes_train.runtime.distributed import make_accelerator, whole_weights
-    from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
-    from hermes_train.rl.actor_critic import build_actor_critic
-    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
-    from hermes_train.runtime.run_info import write_run_info
-    from hermes_train.runtime.device import choose_precision, device_type
-    from hermes_train.runtime.tracking import Tracker, configure_tracking
-
-    start_time = time.perf_counter()
-    _check_recipe(recipe)
-    ppo = recipe.ppo
-    directory = ppo_dir(recipe)
-    precision, weight_dtype = choose_precision(recipe, device_type())
-    report_to = configure_tracking(recipe, PPO_STAGE)
-    accelerator = make_accelerator(precision, ppo.gradient_accumulation_steps)
-    sizes = Sizes.for_world(recipe, accelerator.num_processes)
-    _fill_deepspeed_config(accelerator, sizes, recipe)
-    set_seed(recipe.seed + accelerator.process_index)  # different sampling noise on every rank
-    main = accelerator.is_main_process
-
-    if main:
-        if not resume and directory.exists():
-            console.print(f"[yellow]replacing[/yellow] the previous PPO run in {escape(str(directory))} (pass --resume to continue it)")
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_resolved_recipe(recipe)
-    accelerator.wait_for_everyone()
-
-    # Models: the SFT adapter (if any) merged into the base; actor and critic adapters; value head.
-    tokenizer = load_tokenizer(recipe.model)
-    start_adapter = starting_adapter(recipe)
-    with whole_weights(accelerator, needed=start_adapter is not None):  # merging needs every element
-        model = build_actor_critic(recipe, start_adapter, dtype=weight_dtype)  # dropout off: ratios start at 1
-    if accelerator.device.type == "cpu" and precision == "bf16":
-        cast_frozen_linears_for_autocast(model)  # every forward runs under autocast: the same products, no copies
-    if ppo.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    optimizer = torch.optim.AdamW(
-        [{"params": model.actor_parameters(), "lr": ppo.learning_rate},
-         {"params": model.critic_parameters(), "lr": ppo.critic_learning_rate}],
-        eps=1e-5,  # 37 details, #3
-    )
-    scheduler = get_scheduler(ppo.lr_scheduler, optimizer, num_warmup_steps=ppo.warmup_iterations,
-                              num_training_steps=ppo.total_iterations)  # stepped once per iteration
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-    loop = LoopState(kl=ppo_core.KLController(ppo.kl_coef, ppo.target_kl), moments=RunningMoments())
-    checkpointer = Checkpointer(accelerator, model, tokenizer, directory)
-    metrics_path, episodes_path = directory / "metrics.jsonl", directory / "episodes.jsonl"
-    if resume:
-        latest = checkpointer.load_latest(loop)
-        if main:
-            console.print(f"resuming from {escape(str(latest))} (iteration {loop.iteration})")
-            _trim_jsonl(metrics_path, loop.iteration)
-            _trim_jsonl(episodes_path, loop.iteration)
-    tracker = Tracker(recipe, PPO_STAGE, report_to) if main else None
-
-    settings = RolloutSettings.from_recipe(recipe)
-    env_options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
-                   "max_observation_chars": recipe.environments.max_observation_chars}
-    if main:
-        unwrapped = accelerator.unwrap_model(model)
-        actor_n, critic_n = (sum(getattr(p, "ds_numel", p.numel()) for p in ps) for ps in (unwrapped.actor_parameters(), unwrapped.critic_parameters()))
-        console.print(
-            f"[green]PPO[/green] {escape(recipe.model.name_or_path)}"
-            f"{f' + SFT adapter {escape(str(start_adapter))} (merged; it is the reference)' if start_adapter else ' (no SFT adapter: the base is the reference)'}: "
-            f"actor {actor_n:,} and critic {critic_n:,} trainable parameters ({ppo.critic}), "
-            f"{ppo.total_iterations} iterations x {ppo.episodes_per_iteration} episodes over {', '.join(recipe.environments.names)}; "
-            f"{accelerator.num_processes} process{'es' if accelerator.num_processes > 1 else ''} ({accelerator.device.type}, {precision}"
-            f"{f', ZeRO-{zero_stage(accelerator)}' if zero_stage(accelerator) else ''})",
-            highlight=False,
-        )
-
-    history: list[dict[str, Any]] = []
-    while loop.iteration < ppo.total_iterations:
-        iteration = loop.iteration + 1
-
-        # 1. Rollout --------------------------------------------------------------------------------
-        t0 = time.perf_counter()
-        tasks = sample_tasks(recipe, iteration, accelerator.process_index, sizes.episodes)
-        model.eval()
-        with unwrap_model_for_generation(model, accelerator) as unwrapped, accelerator.autocast():  # ZeRO-3: gathered once
-            engine = RolloutEngine(unwrapped.policy, tokenizer, settings, env_options=env_options, reward_config=recipe.reward)
-            trajectories = engine.rollout(tasks, progress=_progress_printer(main, f"iter {iteration}/{ppo.total_iterations}"))
-        rollout_seconds = time.perf_counter() - t0
-        generated = accelerator.reduce(torch.tensor(float(engine.stats["generated_tokens"]), device=accelerator.device), "sum").item()
-
-        # 2. Score: reference log-probs, values, per-token rewards -----------------------------------
-        t1 = time.perf_counter()
-        batch = batch_from_trajectories(trajectories, tokenizer.pad_token_id, accelerator.device)
-        mask = batch.action_mask
-        trunk_chunks, ref_chunks, value_chunks = [], [], []
-        with torch.no_grad():  # the frozen trunk runs once per episode; every later pass starts from its output
-            for start in range(0, len(trajectories), sizes.micro_batch):
-                rows = slice(start, start + sizes.micro_batch)
-                ids, attention = batch.input_ids[rows], batch.attention_mask[rows]
-                trunk = model(ids, attention, mode="trunk")["trunk"]
-                trunk_chunks.append(trunk)
-                ref_chunks.append(model(ids, attention, mode="reference", action_mask=mask[rows], temperature=settings.temperature,
-                                        trunk=trunk)["logprobs"])
-                value_chunks.append(token_values(model(ids, attention, mode="value", trunk=trunk)["values"]))
-        batch.trunk = torch.cat(trunk_chunks)
-        batch.ref_logprobs, batch.values = torch.cat(ref_chunks) * mask, torch.cat(value_chunks) * mask
-        kl = ppo_core.kl_penalty(batch.logprobs, batch.ref_logprobs, ppo.kl_estimator) * mask
-        scores, scale = normalised_scores(recipe, accelerator, trajectories, loop.moments)
-        mask_rows = mask.tolist()
-        placed = [reward_positions(t, s, scale, ppo.reward_placement, m) for t, s, m in zip(trajectories, scores, mask_rows)]
-        batch.rewards = ppo_core.place_rewards(placed, kl, mask, loop.kl.value)
-
-        # 3. Advantages -----------------------------------------------------------------------------
-        batch.advantages, batch.returns = ppo_core.gae(batch.rewards, batch.values, mask, ppo.gamma, ppo.lam)
-        if ppo.whiten_advantages:
-            batch.advantages = ppo_core.masked_whiten(batch.advantages, mask,
-                                                      reduce_sum=lambda t: accelerator.reduce(t, reduction="sum"))
-
-        # 4. Update ---------------------------------------------------------------------------------
-        model.train()
-        update = MeanMeter()
-        skipped, steps, accumulated, stop = 0, 0, 0, False
-        order = torch.Generator().manual_seed(recipe.seed * 100_003 + iteration * 1_009 + accelerator.process_index)
-        for epoch in range(ppo.epochs):
-            permutation = torch.randperm(sizes.episodes, generator=order)
-            for mb_start in range(0, sizes.episodes, sizes.minibatch):
-                minibatch = permutation[mb_start : mb_start + sizes.minibatch]
-                for micro_start in range(0, len(minibatch), sizes.micro_batch):
-                    micro = batch.rows(minibatch[micro_start : micro_start + sizes.micro_batch].to(batch.input_ids.device))
-                    with accelerator.accumulate(model):
-                        out = model(micro.input_ids, micro.attention_mask, mode="train", action_mask=micro.action_mask,
-                                    temperature=settings.temperature, entropy_grad=ppo.entropy_coef > 0, trunk=micro.trunk)
-                        logprobs, entropy = out["logprobs"], out["entropy"]
-                        values = token_values(out["values"])
-                        pg_loss, pg_stats = ppo_core.policy_loss(logprobs, micro.logprobs, micro.advantages, micro.action_mask, ppo.clip_range)
-                        vf_loss, vf_stats = ppo_core.value_loss(values, micro.values, micro.returns, micro.action_mask, ppo.value_clip_range)
-                        loss = pg_loss + ppo.vf_coef * vf_loss - ppo.entropy_coef * entropy
-                        # NaN/inf guard: every rank skips together, or DDP/DeepSpeed would wait on a backward forever.
-                        broken = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss).item()), device=accelerator.device), "max").item()
-                        finite = not broken
-                        if finite:
-                            accelerator.backward(loss)
-                            accumulated += 1
-                        else:
-                            skipped += 1
-                        if accelerator.sync_gradients:
-                            grad_norm = accelerator.clip_grad_norm_(model.parameters(), ppo.max_grad_norm)
-                            if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
-                                skipped += 1
-                            elif accumulated:
-                                optimizer.step()
-                                steps += 1
-                                if grad_norm is not None:
-                                    update.add("ppo/grad_norm", float(grad_norm))
-                            optimizer.zero_grad()
-                            accumulated = 0
-                    if finite:
-                        for name, value in (("ppo/policy_loss", pg_loss), ("ppo/value_loss", vf_loss), ("ppo/entropy", entropy),
-                                            ("ppo/clipfrac", pg_stats["clipfrac"]), ("ppo/approx_kl", pg_stats["approx_kl"]),
-                                            ("ppo/vf_clipfrac", vf_stats["vf_clipfrac"])):
-                            update.add(name, value.detach().item())
-                    approx_kl = accelerator.reduce(pg_stats["approx_kl"].detach().float().reshape(1), "mean").item()
-                if ppo.early_stop_kl is not None and approx_kl > ppo.early_stop_kl:
-                    stop = True
-                    break
-            if stop:
-                break
-        scheduler.step()
-        update_seconds = time.perf_counter() - t1
-
-        # 5. Bookkeeping, metrics, checkpoint -------------------------------------------------------
-        rollout_kl = MeanMeter()
-        rollout_kl.add("ppo/kl", (kl.sum() / mask.sum().clamp(min=1)).item(), mask.sum().item())
-        rollout_kl.add("ppo/kl_per_episode", (kl.sum(1)).mean().item(), len(trajectories))
-        rollout_kl.add("ppo/explained_variance", ppo_core.explained_variance(batch.values, batch.returns, mask))
-        kl_now = rollout_kl.reduced(accelerator, ["ppo/kl"])["ppo/kl"]
-        loop.kl.update(kl_now, sizes.episodes * accelerator.num_processes)
-        loop.iteration = iteration
-        loop.episodes += sizes.episodes * accelerator.num_processes
-        loop.policy_tokens += int(generated)
-
-        episodes = episode_meter(trajectories)
-        metrics: dict[str, Any] = {"iteration": iteration}
-        metrics.update(episodes.reduced(accelerator, sorted(episodes.sums)))
-        metrics.update(rollout_kl.reduced(accelerator, ["ppo/kl", "ppo/kl_per_episode", "ppo/explained_variance"]))
-        update_names = ["ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl", "ppo/vf_clipfrac", "ppo/grad_norm"]
-        metrics.update(update.reduced(accelerator, update_names))
-        metrics.update({
-            "ppo/kl_coef": loop.kl.value,
-            "ppo/epochs": epoch + 1,
-            "ppo/optimizer_steps": steps,
-            "ppo/skipped_updates": accelerator.reduce(torch.tensor(float(skipped), device=accelerator.device), "sum").item(),
-            "ppo/early_stopped": float(stop),
-            "ppo/learning_rate": scheduler.get_last_lr()[0],
-            "time/rollout": rollout_seconds,
-            "time/update": update_seconds,
-            "throughput/tokens_per_s": generated / max(rollout_seconds, 1e-9),
-            "episodes": loop.episodes,
-        })
-        history.append(metrics)
-        if main:
-            _append_jsonl(metrics_path, [metrics])
-            samples = sample_rows(trajectories, tokenizer, iteration, n=4)
-            _append_jsonl(episodes_path, samples)
-            _print_iteration(metrics, ppo.total_iterations)
-            if tracker is not None and iteration % recipe.tracking.log_every == 0:
-                tracker.log({k: v for k, v in metrics.items() if k != "iteration"}, step=iteration, table=("episodes/samples", samples))
-        if metrics["ppo/skipped_updates"]:
-            accelerator.print(f"warning: iteration {iteration} skipped {int(metrics['ppo/skipped_updates'])} update(s) on a non-finite loss or gradient")
-        if ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations:
-            checkpointer.save(loop)
-
-    final = checkpointer.save(loop) if loop.iteration else None
-    adapter = directory / "adapter"
-    checkpointer.save_adapters(adapter)
-    # Each rank rolls out its own episodes: its task sampler is its data loader, sharded over all processes.
-    write_run_info(recipe.output_dir, PPO_STAGE, accelerator.state, accelerator.unwrap_model(model), zero_stage=zero_stage(accelerator),
-                   mixed_precision=precision, dataloader_world_size=accelerator.num_processes)
-    if main:
-        console.print(f"[green]PPO finished[/green] {loop.iteration} iterations in {time.perf_counter() - start_time:.0f}s; "
-                      f"adapter {escape(str(adapter))}" + (f", checkpoint {escape(str(final))}" if final else ""), highlight=False)
-        from hermes_train.evaluation.report import report_after_stage
-
-        report_after_stage(recipe.output_dir)
-    if tracker is not None:
-        tracker.finish(adapter if recipe.tracking.log_artifacts else None)
-    accelerator.end_training()
-    return PpoResult(adapter=adapter, iterations=loop.iteration, history=history)
 
 
 def _progress_printer(main: bool, prefix: str):

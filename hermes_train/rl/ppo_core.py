@@ -15,8 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from hermes_train.rl.rollout import Trajectory
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,14 +155,74 @@ class KLController:
         self.value, self.target, self.horizon = state["value"], state["target"], state["horizon"]
 
 
-def normalise_dimensions(dimensions: torch.Tensor, weights: torch.Tensor, population: torch.Tensor | None = None,
-                         eps: float = 1e-6) -> torch.Tensor:
-    """GDPO-style: z-score each reward dimension over the batch, then weight and sum.
+def normalise_dimensions(dimensions: torch.Tensor, population: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """GDPO-style: z-score each reward dimension (weight the result with ``rewards.weighted_total``).
 
     ``dimensions`` is ``(episodes, 5)``; ``population`` (default: ``dimensions``) is what the mean and standard
     deviation are taken over, e.g. every rank's episodes gathered. A dimension that is constant over it
-    contributes 0, so no single dimension's scale dominates the advantage.
+    scores 0, so no single dimension's scale dominates the advantage.
     """
     population = dimensions if population is None else population
     mean, std = population.mean(0, keepdim=True), population.std(0, unbiased=False, keepdim=True)
-    return ((dimensions - mean) / (std + eps) * weights / weights.sum()).sum(-1)
+    return (dimensions - mean) / (std + eps)
+
+
+# Placing rewards on tokens, and their running statistics (for the loop's scoring phase)
+
+
+def token_values(values: torch.Tensor) -> torch.Tensor:
+    """The value of the state before token ``t`` is the critic's output at ``t - 1``."""
+    return torch.nn.functional.pad(values[:, :-1].float(), (1, 0))
+
+
+def last_policy_token(mask_row: list[float], position: int) -> int | None:
+    """The policy token a reward at ``position`` lands on: the last one at or before it, else the first after."""
+    for p in range(min(position, len(mask_row) - 1), -1, -1):
+        if mask_row[p]:
+            return p
+    return next((p for p in range(position, len(mask_row)) if mask_row[p]), None)
+
+
+def reward_positions(trajectory: Trajectory, score: float, scale: float, placement: str,
+                     mask_row: list[float]) -> list[tuple[int, float]]:
+    """Where an episode's (normalised) ``score`` lands. ``terminal``: all of it on the last policy token.
+    ``per_turn``: each turn's attributed share of the raw ``total`` (``RewardResult.per_turn``), times
+    ``scale``, at that turn's last token, and the rest on the last turn, so the placed rewards sum to ``score``."""
+    if not any(mask_row):
+        return []  # the policy wrote nothing: no action to credit
+    last = last_policy_token(mask_row, len(mask_row) - 1)
+    if placement == "terminal" or not trajectory.turn_ends:
+        return [(last, score)]
+    shares = trajectory.reward.per_turn
+    placed, spent = [], 0.0
+    for turn, share in zip(trajectory.turn_ends[:-1], shares[:-1]):
+        position = last_policy_token(mask_row, turn)
+        if position is not None:
+            placed.append((position, share.reward * scale))
+            spent += share.reward * scale
+    placed.append((last, score - spent))
+    return placed
+
+
+@dataclass
+class RunningMoments:
+    """Mean and standard deviation of every reward seen so far (Chan et al.'s parallel update)."""
+
+    mean: float = 0.0
+    var: float = 1.0
+    count: float = 0.0
+
+    def update(self, values: torch.Tensor) -> None:
+        n = values.numel()
+        if n == 0:
+            return
+        batch_mean, batch_var = values.mean().item(), values.var(unbiased=False).item()
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.mean += delta * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return max(math.sqrt(self.var), 1e-6)

@@ -1,1 +1,1 @@
-"""The runtime every stage stands on: models and their loading, device and distributed set-up, tracking, provenance."""
+"""The runtime every stage stands on: models and their loading, device and distributed set-up, the stage run, tracking, provenance and run reports."""

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,9 +60,8 @@ def sft_dir(recipe: Recipe) -> Path:
     return Path(recipe.output_dir) / SFT_STAGE
 
 
-def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
-    """What only SFT can check, before anything is loaded or replaced (``replacing``: a fresh run that will
-    replace the adapter and checkpoints in ``output_dir/sft``)."""
+def _check_recipe(recipe: Recipe) -> None:
+    """What only SFT can check, before anything is loaded or replaced."""
     from transformers.trainer_utils import SchedulerType
 
     sft = recipe.sft
@@ -82,11 +79,6 @@ def _check_recipe(recipe: Recipe, replacing: bool = False) -> None:
         adapter_path = Path(recipe.lora.adapter_path)
         if not (adapter_path / "adapter_config.json").is_file():
             raise HermesTrainError(f"lora.adapter_path: no PEFT adapter (adapter_config.json) in {adapter_path}")
-        if replacing and sft_dir(recipe).resolve() in adapter_path.resolve().parents:
-            raise HermesTrainError(
-                f"lora.adapter_path = {adapter_path} lies inside this run's {sft_dir(recipe)}, which the run replaces; "
-                "copy the adapter elsewhere or use another output_dir (or --resume to continue that run)"
-            )
 
 
 def _load_data(recipe: Recipe, tokenizer):
@@ -261,20 +253,6 @@ def _packing_label(sft) -> str:
     return ", packed (BFD, padding-free)" if sft.packing else ""
 
 
-def _clear_previous_run(directory: Path) -> None:
-    """A fresh (not resumed) run replaces the previous run's adapter and checkpoints in ``sft/``: a later
-    ``--resume`` must continue this run, not pick up an older run's last checkpoint."""
-    adapter = directory / "adapter"
-    checkpoints = sorted(directory.glob("checkpoint-*"))
-    if adapter.exists():
-        console.print(f"[yellow]overwriting[/yellow] the existing adapter {escape(str(adapter))} (pass --resume to continue that run)")
-        shutil.rmtree(adapter)
-    if checkpoints:
-        console.print(f"[yellow]removing[/yellow] {len(checkpoints)} checkpoint(s) of the previous run in {escape(str(directory))}")
-        for checkpoint in checkpoints:
-            shutil.rmtree(checkpoint)
-
-
 def _summary(trainer, adapter: Path, seconds: float) -> Table:
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
@@ -312,74 +290,34 @@ def run_sft(recipe: Recipe, resume: bool = False) -> Path:
 
 def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     """``run_sft``, keeping the trainer (for callers that go on using the trained model in-process)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from hermes_train.runtime.run_info import dataloader_world_size
+    from hermes_train.runtime.stage import StageRun
 
-    from hermes_train.config import save_resolved_recipe
-    from hermes_train.runtime.run_info import dataloader_world_size, write_run_info
-    from hermes_train.runtime.tracking import MetricsJsonlCallback, RecipeConfigCallback, configure_tracking, run_name
-
-    start = time.perf_counter()
-    _check_recipe(recipe, replacing=not resume)
-    directory = sft_dir(recipe)
-    adapter = directory / "adapter"
-
-    last_checkpoint = None
-    if resume:
-        last_checkpoint = get_last_checkpoint(str(directory)) if directory.is_dir() else None
-        if last_checkpoint is None:
-            raise HermesTrainError(
-                f"--resume: no checkpoint to resume from in {directory} (run without --resume to start, "
-                "and set sft.save_steps to checkpoint during training)"
+    _check_recipe(recipe)
+    protect = Path(recipe.lora.adapter_path) if recipe.lora.adapter_path else None
+    with StageRun(recipe, SFT_STAGE, resume, protect=protect) as run:
+        args = sft_training_args(recipe, report_to=run.report_to, run_name=run.name)
+        state = args.distributed_state
+        run.begin(state)
+        trainer, data = build_sft_trainer(recipe, args=args, callbacks=run.callbacks())
+        if state.is_main_process:
+            (run.directory / "data_stats.json").write_text(json.dumps(data.stats, indent=2, default=str) + "\n", encoding="utf-8")
+            n_trainable, n_total = trainer.model.get_nb_trainable_parameters()
+            console.print(
+                f"[green]SFT[/green] {escape(recipe.model.name_or_path)}: LoRA {n_trainable:,} trainable of {n_total:,} "
+                f"parameters, {len(data.train):,} training examples"
+                f"{f', {len(data.eval):,} eval' if data.eval is not None else ''}, {recipe.sft.max_steps} steps, "
+                f"{trainer.hermes_precision}{_packing_label(recipe.sft)}, "
+                f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
+                highlight=False,
             )
-    report_to = configure_tracking(recipe, SFT_STAGE)
-    args = sft_training_args(recipe, report_to=report_to, run_name=run_name(recipe, SFT_STAGE))
-    state = args.distributed_state
-    if state.is_main_process:
-        if last_checkpoint is None:
-            _clear_previous_run(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config_path = save_resolved_recipe(recipe)
-        console.print(f"resolved recipe written to {escape(str(config_path))}", highlight=False)
-        if last_checkpoint is not None:
-            console.print(f"resuming from {escape(last_checkpoint)}", highlight=False)
-    state.wait_for_everyone()
 
-    callbacks = [MetricsJsonlCallback(directory / "metrics.jsonl", append=last_checkpoint is not None)]
-    if report_to:
-        callbacks.append(RecipeConfigCallback(recipe, SFT_STAGE))
-    trainer, data = build_sft_trainer(recipe, args=args, callbacks=callbacks)
-
-    if state.is_main_process:
-        (directory / "data_stats.json").write_text(json.dumps(data.stats, indent=2, default=str) + "\n", encoding="utf-8")
-        n_trainable, n_total = trainer.model.get_nb_trainable_parameters()
-        console.print(
-            f"[green]SFT[/green] {escape(recipe.model.name_or_path)}: LoRA {n_trainable:,} trainable of {n_total:,} "
-            f"parameters, {len(data.train):,} training examples"
-            f"{f', {len(data.eval):,} eval' if data.eval is not None else ''}, {recipe.sft.max_steps} steps, "
-            f"{trainer.hermes_precision}{_packing_label(recipe.sft)}, "
-            f"{state.num_processes} process{'es' if state.num_processes > 1 else ''} ({args.device.type})",
-            highlight=False,
-        )
-
-    trainer.train(resume_from_checkpoint=last_checkpoint)
-    if trainer.eval_dataset is not None and not recipe.sft.eval_steps:
-        trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
-
-    trainer.save_model(str(adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
-    plugin = trainer.accelerator.state.deepspeed_plugin
-    write_run_info(recipe.output_dir, SFT_STAGE, state, trainer.model, zero_stage=int(plugin.zero_stage) if plugin else 0,
-                   mixed_precision=trainer.hermes_precision, dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
-    state.wait_for_everyone()
-    if state.is_main_process:
-        console.print(_summary(trainer, adapter, time.perf_counter() - start))
-        from hermes_train.evaluation.report import report_after_stage
-
-        report_after_stage(recipe.output_dir)
-    if "wandb" in report_to:
-        import wandb
-
-        from hermes_train.runtime.tracking import finish_wandb_run
-
-        # The adapter as a model artifact (main process only: elsewhere there is no run).
-        finish_wandb_run(wandb.run, adapter if recipe.tracking.log_artifacts else None)
-    return SftResult(adapter=adapter, trainer=trainer)
+        trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        if trainer.eval_dataset is not None and not recipe.sft.eval_steps:
+            trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
+        trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        run.finish(state, trainer.model, summary=_summary(trainer, run.adapter, run.seconds()),
+                   zero_stage=int(plugin.zero_stage) if plugin else 0, precision=trainer.hermes_precision,
+                   dataloader_world_size=dataloader_world_size(trainer.get_train_dataloader()))
+    return SftResult(adapter=run.adapter, trainer=trainer)

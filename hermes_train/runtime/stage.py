@@ -1,0 +1,142 @@
+"""One training stage's run, the same for SFT, PPO and GRPO: its folder, resume checkpoint, tracker, summary.
+
+::
+
+    with StageRun(recipe, "ppo", resume, latest_checkpoint=ppo_checkpoint) as run:
+        accelerator = ...                     # after run.report_to: trackers read their environment at set-up
+        run.begin(accelerator.state)          # replace the previous run (or resume it), write config.yaml
+        ...                                   # train; log through run.tracker() or run.callbacks()
+        run.finish(accelerator.state, model, summary=table, ...)   # run_info.json, summary, report, W&B artifact
+
+A fresh run replaces everything in ``output_dir/<stage>``: a later ``--resume`` must continue this run, not
+an older run's last checkpoint. An input that lies inside that folder (a starting adapter) is refused first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from hermes_train.errors import HermesTrainError
+
+if TYPE_CHECKING:
+    from hermes_train.config import Recipe
+
+console = Console(stderr=True)
+
+
+def hf_checkpoint(directory: Path) -> Path | None:
+    """The newest ``checkpoint-N`` a transformers ``Trainer`` wrote in ``directory``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(directory)) if directory.is_dir() else None
+    return Path(found) if found else None
+
+
+class StageRun:
+    """``output_dir/<stage>`` for one run of a training stage, from set-up to summary (see the module docstring).
+
+    ``latest_checkpoint(directory)`` finds what ``--resume`` continues (default: a Trainer's checkpoints);
+    ``protect`` is an input the run reads that a fresh run must not delete (refused when inside the folder).
+    """
+
+    def __init__(self, recipe: Recipe, stage: str, resume: bool = False, *,
+                 latest_checkpoint: Callable[[Path], Path | None] = hf_checkpoint, protect: Path | None = None):
+        self.recipe, self.stage, self.resume = recipe, stage, resume
+        self.directory = Path(recipe.output_dir) / stage
+        self.adapter = self.directory / "adapter"
+        self.metrics_path = self.directory / "metrics.jsonl"
+        self.checkpoint: Path | None = None
+        self.report_to: list[str] = []
+        self.name = ""
+        self._latest_checkpoint, self._protect = latest_checkpoint, protect
+        self._tracker = None
+        self._main = False
+
+    def __enter__(self) -> StageRun:
+        from hermes_train.runtime.tracking import configure_tracking, run_name
+
+        self.started = time.perf_counter()
+        if self.resume:
+            self.checkpoint = self._latest_checkpoint(self.directory)
+            if self.checkpoint is None:
+                raise HermesTrainError(f"--resume: no checkpoint to resume from in {self.directory} (run without --resume to start)")
+        elif self._protect is not None and self.directory.resolve() in Path(self._protect).resolve().parents:
+            raise HermesTrainError(
+                f"the starting adapter {self._protect} lies inside this run's {self.directory}, which the run replaces; "
+                "copy the adapter elsewhere or use another output_dir (or --resume to continue that run)"
+            )
+        self.report_to = configure_tracking(self.recipe, self.stage)
+        self.name = run_name(self.recipe, self.stage)
+        return self
+
+    def begin(self, state) -> None:
+        """Once the distributed ``state`` exists: clear the previous run (fresh) and write the resolved recipe."""
+        from hermes_train.config import save_resolved_recipe
+
+        self._main = state.is_main_process
+        if self._main:
+            if self.checkpoint is None and self.directory.exists():
+                console.print(f"[yellow]replacing[/yellow] the previous {self.stage} run in {escape(str(self.directory))} "
+                              "(pass --resume to continue it)", highlight=False)
+                shutil.rmtree(self.directory)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            config_path = save_resolved_recipe(self.recipe)
+            console.print(f"resolved recipe written to {escape(str(config_path))}", highlight=False)
+            if self.checkpoint is not None:
+                console.print(f"resuming from {escape(str(self.checkpoint))}", highlight=False)
+        state.wait_for_everyone()
+
+    def callbacks(self) -> list:
+        """A ``Trainer``'s callbacks: ``metrics.jsonl`` always (continued on resume), the recipe in the W&B config."""
+        from hermes_train.runtime.tracking import MetricsJsonlCallback, RecipeConfigCallback
+
+        callbacks = [MetricsJsonlCallback(self.metrics_path, append=self.checkpoint is not None)]
+        if self.report_to:
+            callbacks.append(RecipeConfigCallback(self.recipe, self.stage))
+        return callbacks
+
+    def tracker(self):
+        """A loop's own tracker (W&B or TensorBoard), on the main process; ``None`` elsewhere."""
+        from hermes_train.runtime.tracking import Tracker
+
+        if self._main and self._tracker is None:
+            self._tracker = Tracker(self.recipe, self.stage, self.report_to)
+        return self._tracker
+
+    def finish(self, state, model, *, summary: Any, zero_stage: int, precision: str, dataloader_world_size: int | None) -> None:
+        """After the adapter is saved: ``run_info.json``, the summary, the run report, the adapter as a W&B artifact."""
+        from hermes_train.runtime.report import report_after_stage
+        from hermes_train.runtime.run_info import write_run_info
+
+        write_run_info(self.recipe.output_dir, self.stage, state, model, zero_stage=zero_stage,
+                       mixed_precision=precision, dataloader_world_size=dataloader_world_size)
+        state.wait_for_everyone()
+        if self._main:
+            console.print(summary, highlight=False)
+            report_after_stage(self.recipe.output_dir)
+        self._close(self.adapter if self.recipe.tracking.log_artifacts else None)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _close(self, artifact: Path | None = None) -> None:
+        if self._tracker is not None:
+            self._tracker.finish(artifact)
+            self._tracker = None
+        elif "wandb" in self.report_to and self._main:
+            import wandb
+
+            from hermes_train.runtime.tracking import finish_wandb_run
+
+            finish_wandb_run(wandb.run, artifact)  # the Trainer's run (WandbCallback opened it)
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:
+            self._close()  # a failed run still closes its tracker, so its metrics so far are written out
