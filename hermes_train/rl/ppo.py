@@ -129,15 +129,17 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
             iteration = loop.iteration + 1
             started = time.perf_counter()
             trajectories, generated = rollout(learner, iteration)
-            rollout_seconds = time.perf_counter() - started
-            started = time.perf_counter()
+            rollout_seconds, started = time.perf_counter() - started, time.perf_counter()
             batch, kl = score(learner, trajectories, loop)
             advantages(learner, batch)
-            update_meter, update_counts = update(learner, batch, iteration)
+            update_metrics = update(learner, batch, iteration)
             update_seconds = time.perf_counter() - started
-            metrics = log(learner, run, tracker, loop, iteration, trajectories, batch, kl, generated, update_meter, update_counts,
-                          {"time/rollout": rollout_seconds, "time/update": update_seconds,
-                           "throughput/tokens_per_s": generated / max(rollout_seconds, 1e-9)})
+
+            metrics = {"iteration": iteration, **rollout_metrics(learner, trajectories, batch, kl), **update_metrics}
+            loop.advance(iteration, metrics["ppo/kl"], episodes=ppo.episodes_per_iteration, policy_tokens=int(generated))
+            metrics.update({"ppo/kl_coef": loop.kl.value, "time/rollout": rollout_seconds, "time/update": update_seconds,
+                            "throughput/tokens_per_s": generated / max(rollout_seconds, 1e-9), "episodes": loop.episodes})
+            log(learner, run, tracker, metrics, trajectories)
             history.append(metrics)
             if ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations:
                 checkpointer.save(loop)
@@ -306,7 +308,7 @@ def advantages(learner: Learner, batch: Batch) -> None:
         batch.advantages = ppo_core.masked_whiten(batch.advantages, batch.action_mask, reduce_sum=reduce_sum)
 
 
-def update(learner: Learner, batch: Batch, iteration: int) -> tuple[MeanMeter, dict[str, float]]:
+def update(learner: Learner, batch: Batch, iteration: int) -> dict[str, float]:
     """4. ``epochs`` passes over shuffled minibatches, stopping early past ``early_stop_kl``; then the scheduler steps."""
     ppo, sizes, accelerator = learner.recipe.ppo, learner.sizes, learner.accelerator
     learner.model.train()
@@ -323,8 +325,11 @@ def update(learner: Learner, batch: Batch, iteration: int) -> tuple[MeanMeter, d
         if stopped:
             break
     learner.scheduler.step()
-    return meter, {"ppo/epochs": epochs, "ppo/optimizer_steps": counts["steps"], "ppo/early_stopped": float(stopped),
-                   "ppo/skipped_updates": accelerator.reduce(torch.tensor(float(counts["skipped"]), device=accelerator.device), "sum").item()}
+    metrics = meter.reduced(accelerator, ["ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl",
+                                          "ppo/vf_clipfrac", "ppo/grad_norm"])
+    skipped = accelerator.reduce(torch.tensor(float(counts["skipped"]), device=accelerator.device), "sum").item()
+    return {**metrics, "ppo/epochs": epochs, "ppo/optimizer_steps": counts["steps"], "ppo/skipped_updates": skipped,
+            "ppo/early_stopped": float(stopped), "ppo/learning_rate": learner.scheduler.get_last_lr()[0]}
 
 
 def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, meter: MeanMeter, counts: dict[str, int]) -> float:
@@ -368,38 +373,19 @@ def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, met
     return approx_kl
 
 
-def log(learner: Learner, run: StageRun, tracker, loop: LoopState, iteration: int, trajectories: list[Trajectory],
-        batch: Batch, kl: torch.Tensor, generated: float, update_meter: MeanMeter, update_counts: dict[str, float],
-        timings: dict[str, float]) -> dict[str, Any]:
-    """5. Advance the loop state (KL controller, counters); metrics reduced over ranks to the console,
-    ``metrics.jsonl``, sample episodes and the tracker. Returns the metrics row."""
-    accelerator, recipe, mask = learner.accelerator, learner.recipe, batch.action_mask
-    rollout_kl = MeanMeter()
-    rollout_kl.add("ppo/kl", (kl.sum() / mask.sum().clamp(min=1)).item(), mask.sum().item())
-    rollout_kl.add("ppo/kl_per_episode", (kl.sum(1)).mean().item(), len(trajectories))
-    rollout_kl.add("ppo/explained_variance", ppo_core.explained_variance(batch.values, batch.returns, mask))
-    kl_now = rollout_kl.reduced(accelerator, ["ppo/kl"])["ppo/kl"]
-    loop.kl.update(kl_now, learner.sizes.episodes * accelerator.num_processes)
-    loop.iteration = iteration
-    loop.episodes += learner.sizes.episodes * accelerator.num_processes
-    loop.policy_tokens += int(generated)
+def rollout_metrics(learner: Learner, trajectories: list[Trajectory], batch: Batch, kl: torch.Tensor) -> dict[str, float]:
+    """The episodes' rewards and counts, the KL to the reference and the critic's fit, averaged over ranks."""
+    mask = batch.action_mask
+    meter = episode_meter(trajectories)
+    meter.add("ppo/kl", (kl.sum() / mask.sum().clamp(min=1)).item(), mask.sum().item())
+    meter.add("ppo/kl_per_episode", (kl.sum(1)).mean().item(), len(trajectories))
+    meter.add("ppo/explained_variance", ppo_core.explained_variance(batch.values, batch.returns, mask))
+    return meter.reduced(learner.accelerator, sorted(meter.sums))
 
-    episodes = episode_meter(trajectories)
-    metrics: dict[str, Any] = {"iteration": iteration}
-    metrics.update(episodes.reduced(accelerator, sorted(episodes.sums)))
-    metrics.update(rollout_kl.reduced(accelerator, ["ppo/kl", "ppo/kl_per_episode", "ppo/explained_variance"]))
-    metrics.update(update_meter.reduced(accelerator, ["ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac",
-                                                       "ppo/approx_kl", "ppo/vf_clipfrac", "ppo/grad_norm"]))
-    metrics.update({
-        "ppo/kl_coef": loop.kl.value,
-        "ppo/epochs": update_counts["ppo/epochs"],
-        "ppo/optimizer_steps": update_counts["ppo/optimizer_steps"],
-        "ppo/skipped_updates": update_counts["ppo/skipped_updates"],
-        "ppo/early_stopped": update_counts["ppo/early_stopped"],
-        "ppo/learning_rate": learner.scheduler.get_last_lr()[0],
-        **timings,
-        "episodes": loop.episodes,
-    })
+
+def log(learner: Learner, run: StageRun, tracker, metrics: dict[str, Any], trajectories: list[Trajectory]) -> None:
+    """5. The iteration's metrics to the console, ``metrics.jsonl`` and the tracker, with a few sample episodes."""
+    recipe, iteration = learner.recipe, metrics["iteration"]
     if learner.main:
         append_jsonl(run.metrics_path, [metrics])
         samples = sample_rows(trajectories, learner.tokenizer, iteration, n=4)
@@ -408,8 +394,7 @@ def log(learner: Learner, run: StageRun, tracker, loop: LoopState, iteration: in
         if tracker is not None and iteration % recipe.tracking.log_every == 0:
             tracker.log({k: v for k, v in metrics.items() if k != "iteration"}, step=iteration, table=("episodes/samples", samples))
     if metrics["ppo/skipped_updates"]:
-        accelerator.print(f"warning: iteration {iteration} skipped {int(metrics['ppo/skipped_updates'])} update(s) on a non-finite loss or gradient")
-    return metrics
+        learner.accelerator.print(f"warning: iteration {iteration} skipped {int(metrics['ppo/skipped_updates'])} update(s) on a non-finite loss or gradient")
 
 
 # --------------------------------------------------------------------------------------------------

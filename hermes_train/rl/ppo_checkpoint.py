@@ -61,6 +61,13 @@ class LoopState:
         return {"iteration": self.iteration, "kl": self.kl.state_dict(), "moments": vars(self.moments),
                 "episodes": self.episodes, "policy_tokens": self.policy_tokens}
 
+    def advance(self, iteration: int, kl: float, episodes: int, policy_tokens: int) -> None:
+        """After an iteration: the adaptive KL coefficient follows the measured ``kl``; counters grow."""
+        self.kl.update(kl, episodes)
+        self.iteration = iteration
+        self.episodes += episodes
+        self.policy_tokens += policy_tokens
+
     def load(self, data: dict[str, Any]) -> None:
         self.iteration, self.episodes, self.policy_tokens = data["iteration"], data["episodes"], data["policy_tokens"]
         self.kl.load_state_dict(data["kl"])
