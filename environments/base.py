@@ -6,10 +6,16 @@ A subclass of ``ToolEnvironment`` writes only its domain:
   ``transformers.utils.get_json_schema``). They raise ``ToolError`` with an informative message when
   the arguments make no sense; anything else they raise is caught too;
 * ``_setup(task)``: build the episode's world from the task (deterministically);
-* ``_make_task(rng, difficulty, novel)``: draw one task (a ``TaskDraft``) for a difficulty;
-* ``_solve(task)``: the oracle, a generator that yields ``OracleStep``s (parallel calls in one turn),
-  receives their results, and returns the final ``Answer``;
-* ``_verify(answer)``: the score of the final answer and the final state, in [0, 1].
+* ``task_families``: its ``TaskFamily`` objects (``environments.families``), each with its phrasings, draw,
+  oracle and expected answer; the base class draws, solves and verifies tasks through them, given
+  ``_draw_world(rng, novel)`` (the world a task is drawn from), ``_state()`` (the world, comparable) and
+  ``_score(family, answer, expected_state)`` (the score of the final answer and state, in [0, 1]).
+
+Tasks that change the world are verified as tau-bench does: the expert's calls are replayed on a fresh
+world built from the same task, and the agent's final state is compared with that one.
+
+(Environments not yet converted to task families override ``_make_task(rng, difficulty, novel)``,
+``_solve(task)`` and ``_verify(answer)`` themselves.)
 
 The base class makes every tool safe and observable the same way, whoever calls it (the project's
 rollout loop through ``Episode``, or TRL's ``GRPOTrainer`` calling the methods directly): arguments are
@@ -29,21 +35,25 @@ import hashlib
 import inspect
 import json
 import random
-import re
 import types
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import jsonschema
 from transformers.utils import get_json_schema
 
+# mentions, normalise and share_mentioned are imported from here by the environments not yet converted to
+# task families; each conversion imports them from environments.answers instead, and the last one drops this.
+from environments.answers import mentions, normalise, share_mentioned  # noqa: F401
+from environments.families import TaskFamily
 from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord, Task, TurnRecord
 
 TRANSIENT_ERROR = "503 Service Unavailable: the service failed temporarily; retry the same call"
 NOVEL_SHARE = 0.25  # share of test tasks built on entities held out of the train split
 TEST_SHARE = 0.2  # share of task phrasings reserved for the test split
 MAX_ORACLE_RETRIES = 50
+MAX_DRAWS = 200  # worlds tried for one task before giving up
 _NOT_TOOLS = {"reset", "get_reward"}
 
 
@@ -112,47 +122,14 @@ def phrasing_split(prompt: str) -> str:
     return "test" if stable_hash(prompt) % 1000 < TEST_SHARE * 1000 else "train"
 
 
-_WORD_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
-
-
-def normalise(text: Any) -> str:
-    """Lower-case words and numbers only, for lenient matching of answers (``3.0`` reads as ``3``)."""
-    words = []
-    for word in _WORD_RE.findall(str(text).lower()):
-        if "." in word:  # 3.50 -> 3.5, 3.0 -> 3
-            word = word.rstrip("0").rstrip(".")
-        words.append(word)
-    return " ".join(words)
-
-
-def mentions(answer: str | None, value: Any) -> bool:
-    """Whether an answer states a value (as whole words/numbers, case- and punctuation-insensitive)."""
-    if answer is None:
-        return False
-    needle = normalise(value)
-    return bool(needle) and f" {needle} " in f" {normalise(answer)} "
-
-
-def share_mentioned(answer: str | None, values: Sequence[Any]) -> float:
-    """Partial credit: the share of expected values the answer states.
-
-    An answer that lists many more numbers than it was asked for scores 0, so a policy cannot collect
-    credit by enumerating candidates.
-    """
-    if not values or answer is None:
-        return 0.0
-    numbers = sum(word[0].isdigit() for word in normalise(answer).split())
-    if numbers > 4 * len(values) + 6:
-        return 0.0
-    return sum(mentions(answer, v) for v in values) / len(values)
-
-
 class ToolEnvironment:
     """Base class of the simulated tool environments (see the module docstring for the contract)."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    families: ClassVar[dict[str, list[str]]] = {}  # difficulty -> task families, for `envs list`
+    task_families: ClassVar[tuple[TaskFamily, ...]] = ()  # in draw order: a difficulty draws among its families in this order
+    families: ClassVar[dict[str, list[str]]] = {}  # difficulty -> task family names, for `envs list`
+    _family_by_name: ClassVar[dict[str, TaskFamily]] = {}
     _tool_cache: ClassVar[dict[type, list[dict[str, Any]]]] = {}
     _oracle_cache: ClassVar[dict[tuple[type, str], int]] = {}
 
@@ -179,6 +156,13 @@ class ToolEnvironment:
         for name, function in list(vars(cls).items()):
             if inspect.isfunction(function) and not name.startswith("_") and name not in _NOT_TOOLS:
                 setattr(cls, name, _guarded_tool(name, function))
+        if "task_families" in vars(cls):
+            cls._family_by_name = {f.name: f for f in cls.task_families}
+            cls.families = {
+                d: [f.name + (" (503 first)" if d == "recovery" else "") for f in cls.task_families if d in f.difficulties]
+                for d in DIFFICULTIES
+                if any(d in f.difficulties for f in cls.task_families)
+            }
 
     @classmethod
     def tool_names(cls) -> list[str]:
@@ -250,18 +234,65 @@ class ToolEnvironment:
 
     # --- hooks for subclasses ---------------------------------------------------------------------------
 
-    @classmethod
-    def _make_task(cls, rng: random.Random, difficulty: str, novel: bool) -> TaskDraft:
-        raise NotImplementedError
-
     def _setup(self, task: Task) -> None:
         raise NotImplementedError
 
-    def _solve(self, task: Task) -> Generator[OracleStep, list[Any], Answer | str]:
+    @classmethod
+    def _draw_world(cls, rng: random.Random, novel: bool) -> tuple[dict[str, Any], Any]:
+        """Draw the world of one task: its params (e.g. ``world_seed``, enough to rebuild it in ``_setup``)
+        and what the families draw from (which knows the entities allowed for ``novel`` tasks)."""
         raise NotImplementedError
 
-    def _verify(self, answer: str | None) -> float:
+    def _state(self) -> Any:
+        """The episode's world as it is now, in a form ``_score`` compares (needed by families that write)."""
         raise NotImplementedError
+
+    def _score(self, family: TaskFamily, answer: str | None, expected_state: Any) -> float:
+        """The score of the final answer and state, in [0, 1]; ``expected_state`` is the world the expert's
+        calls leave for a family that writes, None otherwise."""
+        raise NotImplementedError
+
+    # --- tasks, oracle and verifier through the task families --------------------------------------------
+
+    @classmethod
+    def _family(cls, task: Task) -> TaskFamily:
+        return cls._family_by_name[task.family]
+
+    @classmethod
+    def _make_task(cls, rng: random.Random, difficulty: str, novel: bool) -> TaskDraft:
+        family = rng.choice([f for f in cls.task_families if difficulty in f.difficulties])
+        for _ in range(MAX_DRAWS):  # worlds where the task has no sensible answer are drawn again
+            world_params, world = cls._draw_world(rng, novel)
+            drawn = family.draw(rng, world)
+            if drawn is not None:
+                values, entities = drawn
+                params = {**world_params, "family": family.name, **values}
+                prompt = rng.choice(family.phrasings).format(**values)
+                if difficulty == "recovery":
+                    params["fail_first"] = [family.fail_first]
+                return TaskDraft(family.name, prompt, params, list(family.tools), [str(e) for e in entities])
+        raise RuntimeError(f"{cls.name}: no world fits a {family.name} task")
+
+    def _solve(self, task: Task) -> Generator[OracleStep, list[Any], Answer | str]:
+        return self._family(task).solve(self, task.params)
+
+    def _verify(self, answer: str | None) -> float:
+        family = self._family(self.task)
+        return self._score(family, answer, self._expert_state(self.task) if family.writes else None)
+
+    @classmethod
+    def _expert_state(cls, task: Task) -> Any:
+        """The world the expert leaves: the oracle's calls made on a fresh world built from the task. The
+        scheduled failures are left out (they change nothing but would stop the replay)."""
+        env = cls()
+        env.reset(replace(task, params={k: v for k, v in task.params.items() if k != "fail_first"}))
+        solver = env._solve(env.task)
+        try:
+            step = next(solver)
+            while True:
+                step = solver.send([getattr(env, name)(**arguments) for name, arguments in step.calls])
+        except StopIteration:
+            return env._state()
 
     # --- running tools ----------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from environments.base import mentions
+from environments.answers import mentions
 from environments.record import CallRecord, EpisodeRecord
 
 if TYPE_CHECKING:

@@ -10,7 +10,9 @@ import time
 import pytest
 
 from environments.base import Episode
-from environments.database import MAX_ROWS, PRODUCTS, TABLES, DatabaseEnv, _world
+from environments.database import DatabaseEnv
+from environments.database.env import MAX_ROWS
+from environments.database.world import PRODUCTS, TABLES, _world
 from environments.record import Task
 from hermes_train.rewards import atropos_reward
 
@@ -384,3 +386,40 @@ def test_speed_of_setup_and_tool_calls():
     for i in range(400):
         env.run_sql(queries[i % 2])
     assert 400 / (time.perf_counter() - start) > 500  # typically several thousand per second
+
+
+def test_drawing_is_stable():
+    """Tasks (and so the train/test split of phrasings) stay what they were drawn as: the RNG calls of drawing
+    a task are part of the data's definition, whatever the code around them looks like."""
+    drawn = {
+        ("train", "single", 0): ("table_sizes", "Give me an overview of the tables in the shop database and how big each one is."),
+        ("train", "multi_step", 1): ("customer_spend", "What is the total value of Elif Demir's orders, cancelled ones excluded?"),
+        ("train", "parallel", 2): ("stock_many", "Please change the stock levels: Frying Pan to 92 and Chef Knife to 48."),
+        ("train", "nested", 3): ("order_customer", "Find the customer behind order 23 and tell me their total number of orders."),
+        ("test", "recovery", 4): ("delete_cancelled", "Delete the cancelled orders of Sami Haddad, together with their order items."),
+    }
+    for (split, difficulty, seed), (family, prompt) in drawn.items():
+        task = DatabaseEnv.generate_task(split, difficulty, seed)
+        assert (task.family, task.prompt) == (family, prompt)
+    assert DatabaseEnv.generate_task("train", "parallel", 2).params == {
+        "world_seed": 2085789990, "family": "stock_many", "a": "Frying Pan to 92 and Chef Knife to 48", "stock": [["Frying Pan", 92], ["Chef Knife", 48]],
+    }
+
+
+def test_data_changes_are_verified_against_the_experts_statements_replayed():
+    task = DatabaseEnv.generate_task("train", "parallel", 2)  # two stock updates in one turn
+    oracle = DatabaseEnv.oracle(task)
+    assert oracle.record.task_completion == 1.0
+    updates = [c for c in oracle.record.calls if c.name == "run_sql"]
+    assert len(updates) == 2
+    env = env_for(task)
+    env.run_sql(**updates[0].arguments)  # one of the two writes is missing
+    assert finish(env, oracle.record.final_answer) == 0.5
+    # The expected database is the one the expert's statements leave, not a second hand-written change.
+    expert = DatabaseEnv._expert_state(task)
+    (name, level), _ = task.params["stock"]
+    assert next(row for row in expert["products"].values() if row[1] == name)[4] == level
+    task = DatabaseEnv.generate_task("test", "recovery", 4)  # delete_cancelled, with a 503 scheduled on run_sql
+    orders = {row[0]: row for row in _world(task.params["world_seed"])["orders"]}
+    gone = set(orders) - set(DatabaseEnv._expert_state(task)["orders"])
+    assert gone and all(orders[n][3] == "cancelled" for n in gone)  # the scheduled failure did not stop the replay

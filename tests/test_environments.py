@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from transformers.utils import get_json_schema
 
-from environments.base import Episode, ToolEnvironment
+from environments.answers import Fact, facts_score, share_mentioned
+from environments.base import Answer, Episode, OracleStep, ToolEnvironment
+from environments.families import TaskFamily
 from environments.record import DIFFICULTIES, Task
 from environments.registry import NAMES, get_environment
 from hermes_train.formatting import parse_assistant_output, render_assistant_body, render_conversation
@@ -222,7 +224,7 @@ def test_registry_names_the_six_environments():
 
 
 def test_environment_modules_do_not_import_os_level_tools():
-    for path in Path(__file__).parents[1].joinpath("environments").glob("*.py"):
+    for path in Path(__file__).parents[1].joinpath("environments").rglob("*.py"):
         source = path.read_text()
         for forbidden in ("import subprocess", "import socket", "import shutil", "open(", "os.system", "urllib", "requests"):
             assert forbidden not in source, f"{path.name} uses {forbidden}"
@@ -246,3 +248,117 @@ def test_explicit_null_for_an_optional_argument_is_not_an_invalid_call(name):
             if spec.get("nullable"):
                 errors = _validator(cls, schema["function"]["name"]).iter_errors({prop: None})
                 assert not [e for e in errors if list(e.absolute_path) == [prop]], (schema["function"]["name"], prop)
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_every_family_is_drawn_for_each_of_its_difficulties(name):
+    cls = get_environment(name)
+    for difficulty, families in cls.families.items():
+        wanted = {f.split(" ")[0] for f in families}
+        seen = set()
+        for seed in range(300):
+            task = cls.generate_task("train", difficulty, seed)
+            assert task.family in wanted, (task.id, task.family)
+            seen.add(task.family)
+            if cls.task_families:  # the prompt is one of the family's phrasings, filled with the drawn values
+                assert any(task.prompt == t.format(**task.params) for t in cls._family(task).phrasings), task.id
+            if seen == wanted:
+                break
+        assert seen == wanted, (difficulty, wanted - seen)
+
+
+def test_the_shared_answer_rules():
+    facts = [Fact(("12",)), Fact(("7.5", "7.50"))]
+    assert facts_score("12 items at 7.50 each", facts) == 1.0
+    assert facts_score("12 items", facts) == 0.5
+    padding = " ".join(str(100 + i) for i in range(4 * len(facts) + 6 - 2))  # the most numbers an answer may list
+    assert facts_score(f"12 items at 7.5; {padding}", facts) == 1.0
+    assert facts_score(f"12 items at 7.5; {padding} 999", facts) == 0.0  # one more: enumerating scores 0
+    assert share_mentioned(f"12 and 7.5; {padding} 999", [12, 7.5]) == 0.0
+    assert share_mentioned("12 and 7.5", [12, 7.5]) == 1.0
+    assert facts_score("Porto", [Fact(("Porto",), ("Lyon", "Porto"))]) == 1.0  # its own spelling is no rival
+    assert facts_score("Porto or maybe Lyon", [Fact(("Porto",), ("Lyon", "Porto"))]) == 0.0  # naming a rival is a guess
+    assert facts_score(None, facts) == facts_score("", facts) == facts_score("12", []) == 0.0
+
+
+# --- the task-family framework on the smallest world: a counter --------------------------------------------
+
+def _draw_add(rng, start):
+    if start % 2:  # odd worlds do not suit: another world is drawn
+        return None
+    n = rng.randint(1, 99)
+    return {"n": n}, [n]
+
+
+def _solve_add(env, p):
+    yield OracleStep("Once.", [("add", {"n": p["n"]})])
+    [count] = yield OracleStep("Twice.", [("add", {"n": p["n"]})])
+    return Answer(f"The count is now {count}.")
+
+
+def _solve_read(env, p):
+    [count] = yield OracleStep("Read it.", [("get", {})])
+    return Answer(f"The count is {count}.")
+
+
+class Tally(ToolEnvironment):
+    name = "tally"
+    task_families = (
+        TaskFamily("read", ("single", "recovery"), ("What is the count?", "Tell me the count, please.", "How far has the count got?"), ("get",),
+                   draw=lambda rng, start: ({}, []), solve=_solve_read, expected=lambda env, p: p["start"], fail_first="get"),
+        TaskFamily("add_twice", ("single", "multi_step"), ("Add {n} to the count twice.",), ("add",), draw=_draw_add, solve=_solve_add, writes=True),
+    )
+
+    def _setup(self, task: Task) -> None:
+        self.count = task.params["start"]
+
+    @classmethod
+    def _draw_world(cls, rng, novel):
+        start = rng.randrange(1000)
+        return {"start": start}, start
+
+    def _state(self):
+        return self.count
+
+    def _score(self, family, answer, expected_state):
+        if family.writes:
+            return float(self.count == expected_state)
+        return share_mentioned(answer, [family.expected(self, self.task.params)])
+
+    def get(self) -> int:
+        """Read the count."""
+        return self.count
+
+    def add(self, n: int) -> int:
+        """Add to the count.
+
+        Args:
+            n: How much to add.
+        """
+        self.count += n
+        return self.count
+
+
+def test_families_are_registered_in_one_place():
+    assert Tally.families == {"single": ["read", "add_twice"], "multi_step": ["add_twice"], "recovery": ["read (503 first)"]}
+    task = Tally.generate_task("train", "multi_step", 0)
+    assert task.family == "add_twice" and list(task.params) == ["start", "family", "n"]
+    assert task.params["start"] % 2 == 0 and task.prompt == f"Add {task.params['n']} to the count twice."
+    assert task.relevant_tools == ["add"] and task.relevant_entities == [str(task.params["n"])]
+    task = Tally.generate_task("test", "recovery", 0)
+    assert task.family == "read" and task.params["fail_first"] == ["get"]
+    assert {Tally.generate_task("train", "single", seed).family for seed in range(20)} == {"read", "add_twice"}
+
+
+def test_a_task_that_changes_the_world_is_verified_against_the_experts_calls_replayed():
+    task = Tally.generate_task("train", "multi_step", 3)
+    start, n = task.params["start"], task.params["n"]
+    assert Tally._expert_state(task) == start + 2 * n  # nobody wrote this expectation down by hand
+    assert Tally.oracle(task).record.task_completion == 1.0
+    once = Episode(Tally(), task).play([call_text("add", {"n": n}), "Done."])
+    assert once.task_completion == 0.0  # one of the expert's two writes is missing
+    in_one = Episode(Tally(), task).play([call_text("add", {"n": 2 * n}), "Done."])
+    assert in_one.task_completion == 1.0  # the final state counts, not the calls that reached it
+    question = Tally.generate_task("test", "recovery", 1)
+    result = Tally.oracle(question)
+    assert result.record.task_completion == 1.0 and [c.status for c in result.record.calls] == ["transient", "ok"]
