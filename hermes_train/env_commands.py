@@ -148,13 +148,13 @@ def _check_model_options(args: argparse.Namespace) -> None:
 
 def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any]]:
     """Play ``task`` with ``--model`` (and ``--adapter``), loaded and driven exactly as evaluation does it
-    (``evaluation.load_model`` and the project's rollout engine), so an episode here reproduces one of
+    (``evaluation.load_model`` and ``evaluation.episode_runner``), so an episode here reproduces one of
     ``episodes.jsonl``. Returns the episode record, its reward, and what was played (model, decoding, the
     conversation as the model saw and wrote it)."""
     import torch
 
     from hermes_train.config import Recipe, load_recipe
-    from hermes_train.evaluation.env_eval import load_model, rollout_engine, trajectory_messages
+    from hermes_train.evaluation.env_eval import episode_runner, load_model, trajectory_messages
     from hermes_train.runtime.device import inference_autocast
 
     base = load_recipe(args.recipe) if args.recipe else Recipe()
@@ -172,23 +172,25 @@ def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any
     start = time.perf_counter()
     with err.status(f"loading {escape(shown)}"):
         model, tokenizer = load_model(recipe, args.adapter)
-    engine = rollout_engine(recipe, model, tokenizer, greedy=greedy, max_new_tokens=max_new_tokens, env_options=options, **overrides)
-    decoding = "greedy" if greedy else f"temperature {args.temperature}, top-p {engine.settings.top_p}"
+    runner = episode_runner(recipe, model, tokenizer, greedy=greedy, max_new_tokens=max_new_tokens, env_options=options, **overrides)
+    decoding = "greedy" if greedy else f"temperature {args.temperature}, top-p {runner.settings.top_p}"
     err.print(f"loaded in {time.perf_counter() - start:.1f}s; playing {task.id} ({decoding}, at most {max_new_tokens} tokens a turn, "
-              f"{engine.settings.max_turns} turns)", highlight=False)
+              f"{runner.settings.max_turns} turns)", highlight=False)
     torch.manual_seed(args.seed)  # sampling is reproducible too
+    start = time.perf_counter()
     with err.status(f"playing {task.id}"), inference_autocast(recipe):
-        trajectory = engine.rollout([task])[0]
+        trajectory = runner.run([task])[0]
+    seconds = time.perf_counter() - start
     played = {
         "model": args.model,
         "adapter": str(args.adapter) if args.adapter else None,
         "greedy": greedy,
         "temperature": None if greedy else args.temperature,
-        "top_p": None if greedy else engine.settings.top_p,
+        "top_p": None if greedy else runner.settings.top_p,
         "max_new_tokens": max_new_tokens,
-        "max_turns": engine.settings.max_turns,
-        "generated_tokens": engine.stats["generated_tokens"],
-        "seconds": round(engine.stats["seconds"], 3),
+        "max_turns": runner.settings.max_turns,
+        "generated_tokens": trajectory.policy_tokens,
+        "seconds": round(seconds, 3),
         "messages": trajectory_messages(trajectory, tokenizer),
     }
     return trajectory.record, trajectory.reward, played

@@ -1,8 +1,8 @@
 """Merge a run's LoRA adapter into its base model and save a plain HF model folder.
 
 ``export_run(run_dir, stage="sft")`` reads ``run_dir/config.yaml`` (the resolved recipe every stage writes),
-loads the base model the way training did (``hermes_train.runtime.models.load_causal_lm``), applies the adapter in
-``run_dir/<stage>/adapter``, merges it (``merge_and_unload``) and saves model and tokenizer to
+loads the policy of ``run_dir/<stage>/adapter`` and its tokenizer (``hermes_train.runtime.models.load_policy``:
+the base, any adapters a PPO stack records beneath, the adapter), merges it (``merge_and_unload``) and saves model and tokenizer to
 ``out`` (default ``run_dir/merged-<stage>``). The result loads with ``AutoModelForCausalLM.from_pretrained``
 and serves like any checkpoint, no PEFT needed.
 """
@@ -31,21 +31,11 @@ def export_run(run_dir: str | Path, stage: str = "sft", out: str | Path | None =
         raise HermesTrainError(f"{adapter_dir}: no adapter for stage '{stage}'{hint}")
 
     from hermes_train.config import load_recipe
-    from hermes_train.runtime.models import load_tokenizer
-    from hermes_train.rl.actor_critic import load_policy
+    from hermes_train.runtime.models import load_policy
 
-    recipe = load_recipe(config_path)
     # A PPO adapter sits on the SFT adapter merged into the base (recorded with it): load_policy rebuilds that.
-    merged = load_policy(recipe, adapter_dir).merge_and_unload()
-
-    # The tokenizer saved with the adapter is the one training used; fall back to the recipe's.
-    tokenizer = None
-    if (adapter_dir / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    if tokenizer is None:
-        tokenizer = load_tokenizer(recipe.model)
+    policy, tokenizer = load_policy(load_recipe(config_path), adapter_dir)
+    merged = policy.merge_and_unload()
 
     target = Path(out) if out is not None else run_dir / f"merged-{stage}"
     try:

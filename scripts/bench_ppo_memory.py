@@ -168,7 +168,8 @@ def _run_config(args: argparse.Namespace, name: str) -> dict:
         # Full-sequence logits in every configuration, so the three compare like for like (train_ppo itself
         # now runs the LM head on the policy's positions only, which saves more in all three).
         return torch.nn.functional.pad(selective_log_softmax(logits[:, :-1].float() / temperature, ids[:, 1:]), (1, 0))
-    from hermes_train.rl.actor_critic import build_actor_critic, load_merged_base
+    from hermes_train.rl.actor_critic import build_actor_critic
+    from hermes_train.runtime.models import load_merged_base
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """Rollout throughput: the batched multi-turn engine vs one episode at a time, measured in one run.
 
-Same policy (the tiny model), same tasks, same sampling settings, same engine (one at a time is the engine
-called with one task); prints generated tokens/s and episodes/s of both, their ratio (goal: batched >= 8x
+Same policy (the tiny model), same tasks, same sampling settings, same episode runner and sampler (one at a
+time is the runner called with one task); prints generated tokens/s and episodes/s of both, their ratio (goal: batched >= 8x
 one-at-a-time at batch 32), and where each mode's time went (prefill: prompt and tool-turn tokens fed to the
 model; decode: sampling the policy's tokens; other: tokenizing, environments, rewards).
 
@@ -32,22 +32,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
-from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+from hermes_train.runtime.episodes import EpisodeRunner, RolloutSettings
 from hermes_train.runtime.models import cast_frozen_linears_for_autocast, resolve_model_path
+from hermes_train.runtime.sampling import Sampler
 
 GOAL = 8.0
 PHASES = ("prefill_seconds", "decode_seconds")
 
 
-def measure(engine: RolloutEngine, tasks, batched: bool, clock) -> dict[str, float]:
+def measure(runner: EpisodeRunner, tasks, batched: bool, clock) -> dict[str, float]:
     torch.manual_seed(0)
+    before = dict(runner.sampler.timing)
     start = clock()
-    totals = dict.fromkeys(("generated_tokens", *PHASES), 0.0)
+    totals = {"generated_tokens": 0}
     for group in [tasks] if batched else [[task] for task in tasks]:
-        engine.rollout(group)
-        for key in totals:
-            totals[key] += engine.stats.get(key, 0.0)  # (an engine without the phase timings: 0)
+        totals["generated_tokens"] += sum(t.policy_tokens for t in runner.run(group))
     seconds = clock() - start
+    totals.update({key: runner.sampler.timing[key] - before[key] for key in PHASES})
     return {**totals, "seconds": seconds, "tokens_per_s": totals["generated_tokens"] / seconds, "episodes_per_s": len(tasks) / seconds}
 
 
@@ -69,14 +70,14 @@ def main() -> None:
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
     tasks = [get_environment(NAMES[i % len(NAMES)]).generate_task("test", DIFFICULTIES[i % len(DIFFICULTIES)], i) for i in range(args.batch)]
     settings = RolloutSettings(max_new_tokens_per_turn=args.max_new_tokens, max_turns=args.max_turns, max_episode_tokens=4096)
-    engine = RolloutEngine(model, tokenizer, settings)
-    engine.rollout(tasks[:2])  # warm-up (lazy imports, first-call allocations), counted in neither mode
+    runner = EpisodeRunner(Sampler(model, tokenizer, settings), settings)
+    runner.run(tasks[:2])  # warm-up (lazy imports, first-call allocations), counted in neither mode
 
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     runs: dict[str, list[dict[str, float]]] = {"one at a time": [], "batched": []}
     for _ in range(args.repeats):
         for mode in runs:
-            runs[mode].append(measure(engine, tasks, batched=mode == "batched", clock=clock))
+            runs[mode].append(measure(runner, tasks, batched=mode == "batched", clock=clock))
     results = {mode: max(r, key=lambda x: x["episodes_per_s"]) for mode, r in runs.items()}
     if args.bf16:
         model.requires_grad_(False)  # as in evaluation and PPO's frozen base: autocast caches no cast of these
@@ -84,7 +85,7 @@ def main() -> None:
             if mode.endswith("bf16 weights"):
                 cast_frozen_linears_for_autocast(model)
             with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-                results[mode] = measure(engine, tasks, batched=True, clock=clock)
+                results[mode] = measure(runner, tasks, batched=True, clock=clock)
 
     title = f"rollout throughput: {args.model}, {args.batch} episodes, {torch.get_num_threads()} threads, {args.clock} clock"
     table = Table(title=title + (f", best of {args.repeats}" if args.repeats > 1 else ""))

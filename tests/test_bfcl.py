@@ -638,6 +638,31 @@ def test_generation_is_batch_independent_and_stops_at_im_end(tiny_model_dir):
     assert len(report["results"]) == 3
 
 
+def test_generation_is_greedy_generate(tiny_model_dir):
+    """BFCL answers come from the project's sampler; greedy, they are what ``model.generate`` writes, batched
+    with left padding, stopping at ``<|im_end|>`` or the end-of-text token."""
+    from transformers import GenerationConfig
+
+    from hermes_train.config import ModelConfig
+    from hermes_train.runtime.models import load_causal_lm, load_tokenizer
+
+    cfg = ModelConfig(name_or_path=tiny_model_dir)
+    model, tokenizer = load_causal_lm(cfg).eval(), load_tokenizer(cfg)
+    entries = [_entry([WEATHER], WEATHER_TRUTH, "a"), _entry([CALC], CALC_TRUTH, "c"),
+               BfclEntry("b", [{"role": "user", "content": "add one and two, then spell cat"}], [ADD, SPELL], PARALLEL_TRUTH)]
+    prompts = [tokenizer.apply_chat_template(e.messages, tools=bfcl.entry_tools(e), add_generation_prompt=True, tokenize=False)
+               for e in entries]
+    batch = tokenizer(prompts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    stop = bfcl._stop_ids(tokenizer)
+    config = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
+    generated = model.generate(**batch, generation_config=config)[:, batch["input_ids"].shape[1]:].tolist()
+    expected = {}
+    for entry, new in zip(entries, generated):
+        cut = next((k for k, t in enumerate(new) if t in stop), len(new))
+        expected[entry.id] = tokenizer.decode(new[:cut], skip_special_tokens=False).split(formatting.IM_END, 1)[0]
+    assert bfcl.generate_predictions(model, tokenizer, entries, batch_size=3, max_new_tokens=16, progress=False) == expected
+
+
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # from peft itself
 def test_adapter_is_loaded_on_the_model(tmp_path, tiny_model_dir, small_files):
     from peft import LoraConfig, get_peft_model

@@ -106,7 +106,7 @@ def test_short_sft_then_ppo_on_the_bundled_base(smollm2, tmp_path):
     recipe = load_recipe(str(ROOT / "recipes" / "smollm2.yaml"), [
         f"output_dir={tmp_path / 'run'}", "data.num_examples=24", "data.max_seq_len=1024", "sft.max_steps=2",
         "sft.per_device_batch_size=1", "sft.logging_steps=1", "ppo.total_iterations=1", "ppo.episodes_per_iteration=2",
-        "ppo.minibatch_size=2", "ppo.gradient_accumulation_steps=2", "ppo.max_new_tokens_per_turn=32", "ppo.max_turns=2",
+        "ppo.minibatch_size=2", "ppo.gradient_accumulation_steps=2", "ppo.max_new_tokens_per_turn=32", "environments.max_turns=2",
         "environments.names=[apis,web_shop]",
     ])
     sft_adapter = run_sft(recipe)

@@ -69,7 +69,7 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     run = tmp_path / "run"
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "sft.max_steps=2", "data.num_examples=24", "data.max_seq_len=256",
                  "ppo.total_iterations=1", "ppo.episodes_per_iteration=2", "ppo.minibatch_size=2", "ppo.max_new_tokens_per_turn=16",
-                 "ppo.max_turns=2", "environments.names=[apis]", "eval.episodes=4", "eval.max_new_tokens=8", "eval.bootstrap_samples=50"]
+                 "environments.max_turns=2", "environments.names=[apis]", "eval.episodes=4", "eval.max_new_tokens=8", "eval.bootstrap_samples=50"]
     out = hermes("pipeline", TINY, *overrides, env={"HERMES_TRAIN_CACHE": tiny_cache})
     assert out.returncode == 0, out.stderr[-3000:]
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -92,12 +92,12 @@ def test_pipeline_runs_what_exists_and_skips_what_is_done(tmp_path, tiny_cache, 
     from transformers import AutoModelForCausalLM
 
     from hermes_train.config import load_recipe
-    from hermes_train.rl.actor_critic import load_policy
+    from hermes_train.runtime.models import load_policy
 
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(run / "merged-ppo")(input_ids=ids).logits
-        stacked = load_policy(load_recipe(run / "config.yaml"), run / "ppo" / "adapter")(input_ids=ids).logits
+        stacked = load_policy(load_recipe(run / "config.yaml"), run / "ppo" / "adapter")[0](input_ids=ids).logits
     torch.testing.assert_close(merged, stacked, atol=1e-4, rtol=1e-4)
 
 

@@ -51,7 +51,7 @@ def test_sft_then_ppo_sharded_over_two_processes_with_zero3(tmp_path, tiny_cache
     assert_sharded_over_two(json.loads((run / "run_info.json").read_text()), "sft")
 
     out = launch(tiny_cache, "ppo", TINY, *common, "ppo.total_iterations=1", "ppo.episodes_per_iteration=4", "ppo.minibatch_size=2",
-                 "ppo.max_new_tokens_per_turn=16", "ppo.max_turns=2", "environments.names=[apis]")
+                 "ppo.max_new_tokens_per_turn=16", "environments.max_turns=2", "environments.names=[apis]")
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads((run / "run_info.json").read_text())
     assert info["stage"] == "ppo" and set(info["stages"]) == {"sft", "ppo"}

@@ -136,7 +136,7 @@ def test_play_model_errors_are_one_line(capsys, tmp_path, tiny_cache):
 
 
 def test_play_a_ppo_adapter_whose_stack_is_gone_names_the_missing_adapter(capsys, tmp_path):
-    from hermes_train.rl.actor_critic import STACK_FILE
+    from hermes_train.runtime.models import STACK_FILE
 
     adapter = tmp_path / "ppo_adapter"
     adapter.mkdir()
@@ -163,13 +163,13 @@ def _random_adapter(base, recipe, path):
 
 def test_play_a_ppo_adapter_reproduces_its_evaluation_episode(capsys, tmp_path, tiny_cache, tiny_model_dir):
     """A PPO adapter (an SFT adapter merged beneath, recorded in its stack file) played with ``envs play`` gives the
-    very episode evaluation wrote for the same task: same loading, same rollout engine."""
+    very episode evaluation wrote for the same task: same loading, same episode runner."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from hermes_train.config import load_recipe
-    from hermes_train.rl.actor_critic import STACK_FILE
+    from hermes_train.runtime.models import STACK_FILE
 
     recipe_path = TINY
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}", "eval.max_new_tokens=12", "environments.names=[apis]",

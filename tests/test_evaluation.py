@@ -137,21 +137,20 @@ def test_trajectory_messages_are_the_conversation_the_model_saw_and_wrote(tiny_m
     """Oracle turns forced through the real tiny model (test_rollout's constrained decoding): the messages
     decoded from the trajectory, framed again, are exactly the chat template's rendering of the conversation."""
     import torch
-    from test_rollout import ForceTurns, oracle_scripts
-    from transformers import AutoModelForCausalLM, LogitsProcessorList
+    from test_rollout import ForceTurns, oracle_scripts, runner
+    from transformers import AutoModelForCausalLM
 
     from environments.registry import get_environment
     from hermes_train.evaluation.env_eval import trajectory_messages
     from hermes_train.formatting import IM_END, IM_START, render_conversation
-    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.runtime.episodes import RolloutSettings
 
     tasks = [get_environment("apis").generate_task("test", "recovery", 3), get_environment("database").generate_task("test", "multi_step", 1)]
     scripts, oracles = oracle_scripts(tasks)
     policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     settings = RolloutSettings(max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000)
-    engine = RolloutEngine(policy, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([ForceTurns(tiny_tokenizer, scripts)])})
     with torch.no_grad():
-        trajectories = engine.rollout(tasks)
+        trajectories = runner(policy, tiny_tokenizer, settings, ForceTurns(tiny_tokenizer, scripts)).run(tasks)
     for trajectory in trajectories:
         oracle = oracles[trajectory.task.prompt]
         messages = trajectory_messages(trajectory, tiny_tokenizer)

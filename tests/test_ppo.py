@@ -21,7 +21,7 @@ def recipe_for(tmp_path, *overrides):
     base = [
         "model.name_or_path=tiny:xs", f"output_dir={tmp_path / 'run'}",
         "ppo.total_iterations=3", "ppo.episodes_per_iteration=4", "ppo.minibatch_size=2", "ppo.epochs=2",
-        "ppo.max_new_tokens_per_turn=24", "ppo.max_turns=3", "ppo.max_episode_tokens=1200",
+        "ppo.max_new_tokens_per_turn=24", "environments.max_turns=3", "ppo.max_episode_tokens=1200",
         "environments.names=[filesystem,apis]", "ppo.learning_rate=1e-3", "ppo.critic_learning_rate=1e-3",
     ]
     return load_recipe(TINY, base + list(overrides))
@@ -144,7 +144,7 @@ def test_sft_adapter_is_merged_beneath_and_is_the_reference(tmp_path, tiny_cache
     from transformers import AutoModelForCausalLM
 
     from hermes_train.runtime.models import lora_config
-    from hermes_train.rl.actor_critic import build_actor_critic, load_policy
+    from hermes_train.rl.actor_critic import build_actor_critic
 
     recipe = recipe_for(tmp_path)
     sft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora_config(recipe))
@@ -167,12 +167,13 @@ def test_rollout_logprobs_match_the_training_forward(actor_critic, tiny_tokenize
     from trl.trainer.utils import selective_log_softmax
 
     from hermes_train.rl.ppo import batch_from_trajectories
-    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.runtime.episodes import EpisodeRunner, RolloutSettings
+    from hermes_train.runtime.sampling import Sampler
 
     perturb(actor_critic.actor_parameters())
     settings = RolloutSettings(temperature=0.7, max_new_tokens_per_turn=20, max_turns=3, max_episode_tokens=1500)
     tasks = [get_environment(name).generate_task("train", "multi_step", 3) for name in ("filesystem", "apis", "database")]
-    trajectories = RolloutEngine(actor_critic.policy, tiny_tokenizer, settings).rollout(tasks)
+    trajectories = EpisodeRunner(Sampler(actor_critic.policy, tiny_tokenizer, settings), settings).run(tasks)
     batch = batch_from_trajectories(trajectories, tiny_tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
         # what the update computes: the LM head on the policy's own positions only
@@ -193,7 +194,7 @@ def test_reward_placement_lands_on_policy_tokens_and_sums_to_the_score():
     from environments.record import Task
     from hermes_train.rl.ppo_core import reward_positions
     from hermes_train.rewards import RewardResult, TurnAttribution
-    from hermes_train.rl.rollout import Trajectory
+    from hermes_train.runtime.episodes import Trajectory
 
     mask = [0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]
     turns = [TurnAttribution(turn=0, reward=-0.1), TurnAttribution(turn=1, reward=0.05), TurnAttribution(turn=2, reward=0.6)]
@@ -270,7 +271,7 @@ def test_three_iterations_write_every_metric_then_resume_continues_exactly(tmp_p
     assert episodes and {"task", "completion", "total"} <= set(episodes[0])
 
     overrides = ["model.name_or_path=tiny:xs", f"output_dir={run}", "ppo.total_iterations=4", "ppo.episodes_per_iteration=4",
-                 "ppo.minibatch_size=2", "ppo.epochs=2", "ppo.max_new_tokens_per_turn=24", "ppo.max_turns=3",
+                 "ppo.minibatch_size=2", "ppo.epochs=2", "ppo.max_new_tokens_per_turn=24", "environments.max_turns=3",
                  "ppo.max_episode_tokens=1200", "environments.names=[filesystem,apis]", "ppo.learning_rate=1e-3",
                  "ppo.critic_learning_rate=1e-3", "ppo.save_every=1"]
     assert main(["ppo", TINY, *overrides, "--resume"]) == 0
@@ -351,7 +352,7 @@ def test_ppo_under_deepspeed_zero2_and_zero3_on_two_processes(tmp_path, tiny_cac
     import sys
 
     overrides = ["model.name_or_path=tiny:xs", "ppo.total_iterations=2", "ppo.episodes_per_iteration=4", "ppo.minibatch_size=2",
-                 "ppo.max_new_tokens_per_turn=16", "ppo.max_turns=2", "environments.names=[filesystem,apis]"]
+                 "ppo.max_new_tokens_per_turn=16", "environments.max_turns=2", "environments.names=[filesystem,apis]"]
     accelerate = str(Path(sys.executable).parent / "accelerate")
     weights = {}
     for stage in (2, 3):

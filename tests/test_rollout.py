@@ -1,4 +1,5 @@
-"""Batched multi-turn rollouts: token in, token out, with the policy's own tokens and log-probs kept.
+"""Batched multi-turn rollouts (the episode loop over the sampler): token in, token out, with the policy's own
+tokens and log-probs kept.
 
 The policy is the real tiny model; where a test needs it to write particular turns, a logits processor
 forces them (constrained decoding), so generation, batching and log-probs stay the real ones.
@@ -12,7 +13,8 @@ from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorL
 
 from environments.registry import get_environment
 from hermes_train.formatting import GENERATION_PROMPT, IM_END, render_assistant_body, render_conversation
-from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+from hermes_train.runtime.episodes import EpisodeRunner, RolloutSettings
+from hermes_train.runtime.sampling import Sampler
 
 
 class ForceTurns(LogitsProcessor):
@@ -46,6 +48,12 @@ class ForceTurns(LogitsProcessor):
         return forced
 
 
+def runner(model, tokenizer, settings, processor=None) -> EpisodeRunner:
+    """The episode loop over a sampler with the same settings (and ``processor`` on its logits)."""
+    sampler = Sampler(model, tokenizer, settings, logits_processor=LogitsProcessorList([processor]) if processor else None)
+    return EpisodeRunner(sampler, settings)
+
+
 @pytest.fixture(scope="module")
 def policy(tiny_model_dir):
     torch.manual_seed(0)
@@ -65,8 +73,7 @@ def test_multi_turn_episodes_are_token_in_token_out(policy, tiny_tokenizer):
     tasks = [get_environment(n).generate_task("train", d, 3) for n in ("apis", "database", "bookings") for d in ("multi_step", "nested")]
     scripts, oracles = oracle_scripts(tasks)
     forcing = ForceTurns(tiny_tokenizer, scripts)
-    engine = RolloutEngine(policy, tiny_tokenizer, RolloutSettings(max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000), generate_kwargs={"logits_processor": LogitsProcessorList([forcing])})
-    trajectories = engine.rollout(tasks)
+    trajectories = runner(policy, tiny_tokenizer, RolloutSettings(max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000), forcing).run(tasks)
     assert [t.task for t in trajectories] == tasks
     for trajectory in trajectories:
         oracle = oracles[trajectory.task.prompt]
@@ -86,8 +93,7 @@ def test_loss_mask_and_logprobs_cover_only_policy_tokens(policy, tiny_tokenizer)
     tasks = [get_environment("apis").generate_task("train", "parallel", i) for i in range(2)]
     scripts, _ = oracle_scripts(tasks)
     forcing = ForceTurns(tiny_tokenizer, scripts)
-    engine = RolloutEngine(policy, tiny_tokenizer, RolloutSettings(max_new_tokens_per_turn=300, max_episode_tokens=4000), generate_kwargs={"logits_processor": LogitsProcessorList([forcing])})
-    for trajectory in engine.rollout(tasks):
+    for trajectory in runner(policy, tiny_tokenizer, RolloutSettings(max_new_tokens_per_turn=300, max_episode_tokens=4000), forcing).run(tasks):
         ids = torch.tensor([trajectory.token_ids])
         with torch.no_grad():
             logprobs = torch.log_softmax(policy(ids).logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
@@ -107,7 +113,7 @@ def test_garbage_policy_episodes_end_within_the_limits(policy, tiny_tokenizer):
     torch.manual_seed(2)
     tasks = [get_environment(n).generate_task("test", "single", i) for i, n in enumerate(["apis", "web_shop", "filesystem", "knowledge_graph"])]
     settings = RolloutSettings(max_new_tokens_per_turn=24, max_turns=3, max_episode_tokens=1200)
-    trajectories = RolloutEngine(policy, tiny_tokenizer, settings).rollout(tasks)
+    trajectories = runner(policy, tiny_tokenizer, settings).run(tasks)
     for trajectory in trajectories:
         assert len(trajectory.token_ids) <= 1200 + 1
         assert len(trajectory.record.turns) <= 3
@@ -139,15 +145,15 @@ def test_logprobs_match_a_full_forward_on_a_mixed_multi_turn_batch(policy, tiny_
     """Both ways of attending: the rollout attention (rows sharing a system prompt attend to one copy of its
     keys and values; what runs on CPU) and the model's own attention over each row's copy (elsewhere)."""
     if not shared_attention:
-        monkeypatch.setattr(RolloutEngine, "_probe_shared_attention", lambda self: False)
+        monkeypatch.setattr(Sampler, "_probe_shared_attention", lambda self: False)
     tasks = mixed_tasks()
     scripts, _ = oracle_scripts(tasks)
     forcing = ForceTurns(tiny_tokenizer, scripts)
     # Temperature and top-p on: the kept log-probs are log_softmax(logits / temperature) of the raw model.
     settings = RolloutSettings(temperature=0.7, top_p=0.9, max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000)
-    engine = RolloutEngine(policy, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([forcing])})
-    trajectories = engine.rollout(tasks)
-    assert engine._shared_attention is shared_attention, engine.probe_failure
+    episodes = runner(policy, tiny_tokenizer, settings, forcing)
+    trajectories = episodes.run(tasks)
+    assert episodes.sampler._shared_attention is shared_attention, episodes.sampler.probe_failure
     assert policy.config._attn_implementation == "sdpa"  # the model's own attention is back after the rollout
     assert len({len(t.token_ids) for t in trajectories}) == len(tasks)  # really mixed lengths
     for trajectory in trajectories:
@@ -174,8 +180,7 @@ def test_sampled_turns_cut_by_the_limit_keep_exact_logprobs(policy, tiny_tokeniz
             return scores
 
     settings = RolloutSettings(temperature=1.3, max_new_tokens_per_turn=40, max_turns=3, max_episode_tokens=1000)
-    engine = RolloutEngine(policy, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([EndSometimes()])})
-    trajectories = engine.rollout(tasks)
+    trajectories = runner(policy, tiny_tokenizer, settings, EndSometimes()).run(tasks)
     lengths = set()
     for trajectory in trajectories:
         kept, full = full_forward_logprobs(policy, trajectory, temperature=1.3)
@@ -200,9 +205,9 @@ def test_greedy_batched_equals_one_at_a_time(policy, tiny_tokenizer):
             turns = [tiny_tokenizer.decode(row).count(GENERATION_PROMPT) for row in input_ids.tolist()]
             return torch.stack([f if t <= 1 else s for f, s, t in zip(forced, scores, turns)])
 
-    engine = RolloutEngine(policy, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([FirstTurnOnly()])})
-    together = engine.rollout(tasks)
-    alone = [engine.rollout([task])[0] for task in tasks]
+    episodes = runner(policy, tiny_tokenizer, settings, FirstTurnOnly())
+    together = episodes.run(tasks)
+    alone = [episodes.run([task])[0] for task in tasks]
     for a, b in zip(together, alone):
         assert a.token_ids == b.token_ids and a.policy_mask == b.policy_mask
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
@@ -221,7 +226,7 @@ def test_peft_policy(tiny_model_dir, tiny_tokenizer):
     scripts, _ = oracle_scripts(tasks)
     forcing = ForceTurns(tiny_tokenizer, scripts)
     settings = RolloutSettings(max_new_tokens_per_turn=400, max_turns=10, max_episode_tokens=8000)
-    trajectories = RolloutEngine(actor, tiny_tokenizer, settings, generate_kwargs={"logits_processor": LogitsProcessorList([forcing])}).rollout(tasks)
+    trajectories = runner(actor, tiny_tokenizer, settings, forcing).run(tasks)
     for trajectory in trajectories:
         kept, full = full_forward_logprobs(actor, trajectory)
         assert torch.allclose(kept, full, atol=1e-5), (kept - full).abs().max()
@@ -230,6 +235,11 @@ def test_peft_policy(tiny_model_dir, tiny_tokenizer):
         assert not torch.allclose(kept, without_adapter, atol=1e-3)  # the adapter really was in the forward
 
 
-def test_only_a_logits_processor_is_accepted_as_generate_kwargs(policy, tiny_tokenizer):
-    with pytest.raises(ValueError, match="repetition_penalty"):
-        RolloutEngine(policy, tiny_tokenizer, RolloutSettings(), generate_kwargs={"repetition_penalty": 1.1})
+def test_settings_take_the_turn_limit_from_the_environments_section():
+    from hermes_train.config import Recipe
+
+    recipe = Recipe()
+    recipe = recipe.model_copy(update={"environments": recipe.environments.model_copy(update={"max_turns": 3})})
+    settings = RolloutSettings.from_recipe(recipe, greedy=True)
+    assert settings.max_turns == 3 and settings.greedy
+    assert (settings.temperature, settings.max_new_tokens_per_turn) == (recipe.ppo.temperature, recipe.ppo.max_new_tokens_per_turn)

@@ -596,10 +596,12 @@ def generate_predictions(model, tokenizer, entries: Sequence[BfclEntry], *, batc
     """Greedy Hermes-format answers to ``entries``: ``{id: raw assistant text}`` (cut at ``<|im_end|>``).
 
     Prompts are the tokenizer's chat template over the question's messages and the entry's tools with the
-    generation prompt; batches of similar length are generated together with left padding.
+    generation prompt; batches of similar length are continued together by the project's ``Sampler``.
     """
-    import torch
-    from transformers import GenerationConfig
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from hermes_train.runtime.sampling import Sampler, SamplingSettings
 
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be at least 1")
@@ -610,35 +612,19 @@ def generate_predictions(model, tokenizer, entries: Sequence[BfclEntry], *, batc
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(entries)), key=lambda i: -len(encoded[i]))
     stop = _stop_ids(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad)
-    device = next(model.parameters()).device
+    sampler = Sampler(model, tokenizer, SamplingSettings(greedy=True), stop_ids=stop)
     outputs: dict[str, str] = {}
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     columns = (TextColumn("BFCL generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     was_training = model.training
     model.eval()
     try:
-        with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar, torch.inference_mode():
+        with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
             task = bar.add_task("generate", total=len(entries))
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                width = max(len(encoded[i]) for i in rows)
-                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                attention = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, i in enumerate(rows):  # left padding: every prompt ends where generation starts
-                    ids = encoded[i]
-                    input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-                    attention[r, width - len(ids):] = 1
-                generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                           generation_config=config)
-                for r, i in enumerate(rows):
-                    new = generated[r, width:].tolist()
-                    cut = next((k for k, t in enumerate(new) if t in stop), len(new))
-                    text = tokenizer.decode(new[:cut], skip_special_tokens=False)
+                new_ids, _ = sampler.sample(sampler.open([encoded[i] for i in rows]), [max_new_tokens] * len(rows))
+                for i, new in zip(rows, new_ids):
+                    text = tokenizer.decode(new[:-1] if new[-1] in stop else new, skip_special_tokens=False)
                     outputs[entries[i].id] = text.split(formatting.IM_END, 1)[0]
                 bar.advance(task, len(rows))
     finally:
@@ -651,7 +637,7 @@ def _load_model(model_dir: str, adapter_dir: str | None):
     import torch
 
     from hermes_train.config import ModelConfig, Recipe
-    from hermes_train.runtime.models import load_causal_lm, load_tokenizer
+    from hermes_train.runtime.models import load_policy
 
     looks_like_path = model_dir.startswith((".", "/", "~")) or Path(model_dir).is_absolute() or model_dir.count("/") > 1
     if looks_like_path and not Path(model_dir).expanduser().is_dir():
@@ -659,31 +645,7 @@ def _load_model(model_dir: str, adapter_dir: str | None):
     cfg = ModelConfig(name_or_path=str(Path(model_dir).expanduser()) if looks_like_path else model_dir)
     # On a GPU the weights are loaded straight onto it; on CPU they stay where from_pretrained puts them.
     placement = {"device_map": {"": 0}} if torch.cuda.is_available() else {}
-    try:
-        if adapter_dir is not None:
-            from hermes_train.rl.actor_critic import load_policy
-
-            adapter = Path(adapter_dir)
-            if not (adapter / "adapter_config.json").is_file():
-                raise HermesTrainError(f"{adapter}: no PEFT adapter here (adapter_config.json missing)")
-            model = load_policy(Recipe(model=cfg), adapter, **placement)
-            if (adapter / "tokenizer_config.json").is_file():  # the tokenizer training saved with the adapter
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(str(adapter))
-                if not tokenizer.chat_template:
-                    tokenizer.chat_template = formatting.CHAT_TEMPLATE
-                if tokenizer.pad_token is None:
-                    tokenizer.pad_token = tokenizer.eos_token
-            else:
-                tokenizer = load_tokenizer(cfg)
-        else:
-            model = load_causal_lm(cfg, **placement)
-            tokenizer = load_tokenizer(cfg)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HermesTrainError(f"cannot load the model from {model_dir}: {first}") from None
-    return model, tokenizer
+    return load_policy(Recipe(model=cfg), adapter_dir, **placement)
 
 
 def run_eval_bfcl(questions: str | Path, answers: str | Path, *, predictions: str | Path | None = None,

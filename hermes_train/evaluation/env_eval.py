@@ -146,52 +146,19 @@ def episode_row(model: str, trajectory, tokenizer) -> dict[str, Any]:
     }
 
 
-def check_adapter(adapter: str | Path) -> Path:
-    """``adapter`` as a PEFT adapter folder, with every adapter a PPO stack file says is merged beneath it
-    present; otherwise a one-line error naming what is missing (before any weights are loaded)."""
-    from hermes_train.rl.actor_critic import STACK_FILE
-
-    path = Path(adapter).expanduser()
-    if not path.is_dir():
-        raise HermesTrainError(f"adapter {adapter}: folder not found")
-    if not (path / "adapter_config.json").is_file():
-        raise HermesTrainError(f"adapter {adapter}: no PEFT adapter there (adapter_config.json missing)")
-    if (path / STACK_FILE).is_file():
-        try:
-            beneath = json.loads((path / STACK_FILE).read_text(encoding="utf-8"))["merged"]
-        except (ValueError, KeyError, TypeError):
-            raise HermesTrainError(f"adapter {adapter}: {STACK_FILE} is not a valid adapter stack") from None
-        missing = [str(b) for b in beneath if not (Path(b) / "adapter_config.json").is_file()]
-        if missing:
-            raise HermesTrainError(f"adapter {adapter}: the adapter merged beneath it is missing: {', '.join(missing)}")
-    return path
-
-
 def load_model(recipe: Recipe, adapter: str | Path | None = None):
-    """The model evaluation plays, ready on its device (GPU when there is one), and its tokenizer: the recipe's
-    base, or the base with ``adapter`` on top and any adapters a PPO stack records merged beneath
-    (``load_policy``). ``envs play --model`` loads through here too, so one episode played there is the
-    episode evaluation would play. Loading problems the user can fix are one-line ``HermesTrainError``s."""
+    """The model evaluation plays, ready on its device (GPU when there is one), and its tokenizer
+    (``load_policy``: the recipe's base, or ``adapter`` on it with its PPO stack), the adapter merged into the
+    weights. ``envs play --model`` loads through here too, so one episode played there is the episode
+    evaluation would play."""
     import torch
 
-    from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_causal_lm, load_tokenizer
-    from hermes_train.rl.actor_critic import load_policy
     from hermes_train.runtime.device import uses_cpu_bf16_autocast
+    from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_policy
 
-    name = recipe.model.name_or_path
-    adapter = check_adapter(adapter) if adapter is not None else None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    try:
-        tokenizer = load_tokenizer(recipe.model)
-        model = load_causal_lm(recipe.model, dtype=dtype) if adapter is None else load_policy(recipe, adapter, dtype=dtype)
-    except ValueError as exc:  # an unrecognised config (missing folders and hub ids are load_causal_lm's errors)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HermesTrainError(f"cannot load model {name}{f' with adapter {adapter}' if adapter else ''}: {first}") from None
-    except RuntimeError as exc:
-        if adapter is None or "size mismatch" not in str(exc):  # anything else is a bug: keep its traceback
-            raise
-        raise HermesTrainError(f"adapter {adapter} does not fit model {name} (size mismatch: was it trained on another base?)") from None
+    model, tokenizer = load_policy(recipe, adapter, dtype=dtype)
     if adapter is not None:
         model = model.merge_and_unload()  # generation then pays for no adapter matmuls
     model.requires_grad_(False)
@@ -200,12 +167,13 @@ def load_model(recipe: Recipe, adapter: str | Path | None = None):
     return model.to(device).eval(), tokenizer
 
 
-def rollout_engine(recipe: Recipe, model, tokenizer, *, greedy: bool, max_new_tokens: int, env_options: dict[str, Any] | None = None,
+def episode_runner(recipe: Recipe, model, tokenizer, *, greedy: bool, max_new_tokens: int, env_options: dict[str, Any] | None = None,
                    **settings_overrides: Any):
-    """The rollout engine evaluation plays with: the recipe's rollout settings (sampling from ``ppo``, limits
+    """The episode runner evaluation plays with: the recipe's rollout settings (sampling from ``ppo``, limits
     from ``ppo`` and ``environments``), ``max_new_tokens`` a turn, the recipe's environment options and reward.
     ``env_options`` and ``settings_overrides`` (e.g. ``temperature``, ``max_turns``) replace the recipe's."""
-    from hermes_train.rl.rollout import RolloutEngine, RolloutSettings
+    from hermes_train.runtime.episodes import EpisodeRunner, RolloutSettings
+    from hermes_train.runtime.sampling import Sampler
 
     settings = RolloutSettings.from_recipe(recipe, greedy=greedy)
     settings.max_new_tokens_per_turn = max_new_tokens
@@ -213,7 +181,7 @@ def rollout_engine(recipe: Recipe, model, tokenizer, *, greedy: bool, max_new_to
         setattr(settings, key, value)
     options = {"transient_failure_rate": recipe.environments.transient_failure_rate,
                "max_observation_chars": recipe.environments.max_observation_chars, **(env_options or {})}
-    return RolloutEngine(model, tokenizer, settings, env_options=options, reward_config=recipe.reward)
+    return EpisodeRunner(Sampler(model, tokenizer, settings), settings, env_options=options, reward_config=recipe.reward)
 
 
 def play_model(recipe: Recipe, spec: ModelSpec, tasks, *, batch_size: int, progress, task_id) -> list[dict[str, Any]]:
@@ -223,12 +191,12 @@ def play_model(recipe: Recipe, spec: ModelSpec, tasks, *, batch_size: int, progr
     from hermes_train.runtime.device import inference_autocast
 
     model, tokenizer = load_model(recipe, spec.adapter)
-    engine = rollout_engine(recipe, model, tokenizer, greedy=recipe.eval.greedy, max_new_tokens=recipe.eval.max_new_tokens)
+    runner = episode_runner(recipe, model, tokenizer, greedy=recipe.eval.greedy, max_new_tokens=recipe.eval.max_new_tokens)
     rows = []
     for start in range(0, len(tasks), batch_size):
         torch.manual_seed(recipe.seed + start)  # sampled evaluation (eval.greedy off) is reproducible too
         with inference_autocast(recipe):
-            trajectories = engine.rollout(tasks[start : start + batch_size])
+            trajectories = runner.run(tasks[start : start + batch_size])
         batch = [episode_row(spec.name, t, tokenizer) for t in trajectories]
         rows += batch
         progress.advance(task_id, len(batch))
@@ -463,7 +431,7 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     _print_summary(summary, models)
     console.print(f"summary, report and plots in {escape(str(out))} ({time.perf_counter() - start:.0f}s)", highlight=False)
     if out.resolve() == (Path(recipe.output_dir) / "eval").resolve():
-        from hermes_train.evaluation.report import report_after_stage
+        from hermes_train.runtime.report import report_after_stage
 
         report_after_stage(recipe.output_dir)
     return summary

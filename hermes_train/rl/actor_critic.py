@@ -11,7 +11,7 @@ When the run has an SFT adapter (``output_dir/sft/adapter``, else ``lora.adapter
 base weights before the PPO adapters are added: the reference is then the SFT policy (the KL penalty keeps PPO
 near what SFT taught, not near the untrained base), and the fresh actor adapter starts equal to it (LoRA's B
 matrix is zero at init), so the first importance ratios and KL are exactly 1 and 0. The saved PPO adapter
-records the adapters merged under it (``STACK_FILE``), and ``load_policy`` rebuilds the policy from it.
+records the adapters merged under it (``STACK_FILE``), and ``runtime.models.load_policy`` rebuilds the policy from it.
 
 ``ActorCritic`` wraps the lot in one ``nn.Module`` so accelerate and DeepSpeed see one model and one optimizer
 (actor and critic parameters in two groups with their own learning rates); its ``forward`` runs the pass a
@@ -29,37 +29,14 @@ import torch
 from torch import nn
 
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime.models import STACK_FILE, load_merged_base
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
 
 POLICY_ADAPTER = "default"
 CRITIC_ADAPTER = "critic"
-STACK_FILE = "hermes_adapter_stack.json"  # in a saved PPO adapter: the adapters merged into the base beneath it
 VALUE_HEAD_FILE = "value_head.pt"
-
-
-def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
-    """The recipe's base model with ``merged`` adapters folded into its weights, in order."""
-    from peft import PeftModel
-
-    from hermes_train.runtime.models import load_causal_lm
-
-    model = load_causal_lm(recipe.model, **model_kwargs)
-    for adapter in merged:
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model
-
-
-def load_policy(recipe: Recipe, adapter_dir: str | Path, **model_kwargs):
-    """A trained policy for evaluation or export: the base, the adapters recorded beneath ``adapter_dir``
-    merged in, and ``adapter_dir`` on top (a ``PeftModel``). Works for SFT adapters too (nothing beneath)."""
-    from peft import PeftModel
-
-    adapter_dir = Path(adapter_dir)
-    stack_file = adapter_dir / STACK_FILE
-    beneath = json.loads(stack_file.read_text(encoding="utf-8"))["merged"] if stack_file.is_file() else []
-    return PeftModel.from_pretrained(load_merged_base(recipe, beneath, **model_kwargs), str(adapter_dir))
 
 
 def decoder_of(model) -> nn.Module:

@@ -3,7 +3,7 @@
 One iteration, top to bottom (``train_ppo``), every rank on its own episodes:
 
 1. **Rollout.** Sample ``episodes_per_iteration / world_size`` training tasks (seeded by iteration and rank,
-   so a resumed run draws the same ones), play them with the actor in batches (``hermes_train.rl.rollout``;
+   so a resumed run draws the same ones), play them with the actor in batches (``hermes_train.runtime.episodes``;
    under ZeRO-3 the parameters are gathered once for the whole phase) and score each with the Atropos reward.
 2. **Score.** Optionally normalise the reward (a running mean/std of the total, or GDPO-style z-scores of each
    dimension before weighting, over all ranks' episodes); place it at the last policy token (``terminal``) or
@@ -56,7 +56,7 @@ from hermes_train.runtime.stage import StageRun
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
-    from hermes_train.rl.rollout import Trajectory
+    from hermes_train.runtime.episodes import Trajectory
 
 PPO_STAGE = "ppo"
 console = Console(stderr=True)
@@ -181,7 +181,7 @@ class Learner:
         from transformers import get_scheduler
 
         from hermes_train.rl.actor_critic import build_actor_critic
-        from hermes_train.rl.rollout import RolloutSettings
+        from hermes_train.runtime.episodes import RolloutSettings
         from hermes_train.runtime.device import choose_precision, device_type
         from hermes_train.runtime.distributed import make_accelerator, whole_weights
         from hermes_train.runtime.models import cast_frozen_linears_for_autocast, load_tokenizer, starting_adapter
@@ -243,17 +243,18 @@ def rollout(learner: Learner, iteration: int) -> tuple[list[Trajectory], float]:
     """1. Play this rank's tasks with the actor; returns the scored trajectories and the tokens all ranks generated."""
     from trl.models.utils import unwrap_model_for_generation
 
-    from hermes_train.rl.rollout import RolloutEngine
+    from hermes_train.runtime.episodes import EpisodeRunner
+    from hermes_train.runtime.sampling import Sampler
 
     accelerator, recipe = learner.accelerator, learner.recipe
     tasks = sample_tasks(recipe, iteration, accelerator.process_index, learner.sizes.episodes)
     learner.model.eval()
     with unwrap_model_for_generation(learner.model, accelerator) as unwrapped, accelerator.autocast():  # ZeRO-3: gathered once
-        engine = RolloutEngine(unwrapped.policy, learner.tokenizer, learner.settings, env_options=learner.env_options,
-                               reward_config=recipe.reward)
+        runner = EpisodeRunner(Sampler(unwrapped.policy, learner.tokenizer, learner.settings), learner.settings,
+                               env_options=learner.env_options, reward_config=recipe.reward)
         progress = _progress_printer(learner.main, f"iter {iteration}/{recipe.ppo.total_iterations}")
-        trajectories = engine.rollout(tasks, progress=progress)
-    generated = accelerator.reduce(torch.tensor(float(engine.stats["generated_tokens"]), device=accelerator.device), "sum").item()
+        trajectories = runner.run(tasks, progress=progress)
+    generated = accelerator.reduce(torch.tensor(float(sum(t.policy_tokens for t in trajectories)), device=accelerator.device), "sum").item()
     return trajectories, generated
 
 

@@ -1,7 +1,9 @@
-"""Loading tokenizers and causal LMs for every stage, the same way for the tiny model, local folders and hub ids."""
+"""Loading tokenizers and causal LMs for every stage, the same way for the tiny model, local folders and hub ids,
+and trained policies (base + stacked adapters + tokenizer) through one ``load_policy``."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +12,7 @@ from hermes_train import formatting
 from hermes_train.errors import HermesTrainError
 
 GENERATION_MARK = re.compile(r"{%-?\s*generation\s*-?%}")
+STACK_FILE = "hermes_adapter_stack.json"  # in a saved PPO adapter: the adapters merged into the base beneath it
 
 if TYPE_CHECKING:
     from hermes_train.config import ModelConfig, Recipe
@@ -79,6 +82,67 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     if cfg.attn_implementation:
         options["attn_implementation"] = cfg.attn_implementation
     return _from_pretrained(AutoModelForCausalLM, "model.name_or_path", cfg.name_or_path, **options)
+
+
+def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
+    """The recipe's base model with ``merged`` adapters folded into its weights, in order."""
+    from peft import PeftModel
+
+    model = load_causal_lm(recipe.model, **model_kwargs)
+    for adapter in merged:
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model
+
+
+def _merged_beneath(adapter: Path) -> list[str]:
+    """The adapters a PPO stack file in ``adapter`` records merged beneath it ([] for an SFT adapter), once the
+    folder is checked to hold a PEFT adapter and each of them: otherwise a one-line error naming what is missing."""
+    if not adapter.is_dir():
+        raise HermesTrainError(f"adapter {adapter}: folder not found")
+    if not (adapter / "adapter_config.json").is_file():
+        raise HermesTrainError(f"adapter {adapter}: no PEFT adapter there (adapter_config.json missing)")
+    if not (adapter / STACK_FILE).is_file():
+        return []
+    try:
+        beneath = json.loads((adapter / STACK_FILE).read_text(encoding="utf-8"))["merged"]
+    except (ValueError, KeyError, TypeError):
+        raise HermesTrainError(f"adapter {adapter}: {STACK_FILE} is not a valid adapter stack") from None
+    missing = [str(b) for b in beneath if not (Path(b) / "adapter_config.json").is_file()]
+    if missing:
+        raise HermesTrainError(f"adapter {adapter}: the adapter merged beneath it is missing: {', '.join(missing)}")
+    return beneath
+
+
+def load_policy(recipe: Recipe, adapter: str | Path | None = None, **model_kwargs):
+    """A policy to evaluate, play, score on BFCL or export, and its tokenizer: ``(model, tokenizer)``.
+
+    The model is the recipe's base, or, with ``adapter``, the base with the adapters its PPO stack records
+    (``STACK_FILE``) merged in and ``adapter`` on top (a ``PeftModel``; an SFT adapter has nothing beneath).
+    The tokenizer is the one saved with the adapter (the one training used) when there is one, else the
+    recipe's; ``load_tokenizer`` gives it the Hermes template either way. Problems the user can fix are
+    one-line ``HermesTrainError``s, the adapter's before any weights are loaded.
+    """
+    from peft import PeftModel
+
+    adapter = Path(adapter).expanduser() if adapter is not None else None
+    beneath = _merged_beneath(adapter) if adapter is not None else []
+    cfg = recipe.model
+    if adapter is not None and (adapter / "tokenizer_config.json").is_file():
+        cfg = cfg.model_copy(update={"tokenizer_name_or_path": str(adapter)})
+    shown = f"model {recipe.model.name_or_path}" + (f" with adapter {adapter}" if adapter is not None else "")
+    try:
+        tokenizer = load_tokenizer(cfg)
+        if adapter is None:
+            return load_causal_lm(recipe.model, **model_kwargs), tokenizer
+        model = PeftModel.from_pretrained(load_merged_base(recipe, beneath, **model_kwargs), str(adapter))
+    except (ValueError, OSError) as exc:  # an unrecognised config or unreadable adapter files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HermesTrainError(f"cannot load {shown}: {first}") from None
+    except RuntimeError as exc:
+        if adapter is None or "size mismatch" not in str(exc):  # anything else is a bug: keep its traceback
+            raise
+        raise HermesTrainError(f"adapter {adapter} does not fit model {recipe.model.name_or_path} (size mismatch: was it trained on another base?)") from None
+    return model, tokenizer
 
 
 def cast_frozen_linears_for_autocast(model) -> int:

@@ -1,27 +1,25 @@
-"""Batched multi-turn rollouts in the tool environments, token in and token out.
+"""The sampling engine: continues batches of token-id contexts with a causal LM, token in and token out.
 
-B episodes advance together: each turn, every unfinished episode is in one batch and the policy samples
-until ``<|im_end|>`` (or the per-turn token limit); each new turn is parsed with the project's parser,
-stepped in its environment, and the tool turn plus the next assistant header are appended **as token
-ids**. The ids the policy sampled are never decoded and re-encoded: the sequence a trajectory is trained
-on is exactly the sequence the policy saw and wrote. Finished episodes leave the batch.
-
-A ``Trajectory`` keeps, per token: whether the policy wrote it (the loss mask: prompt, template and
-tool-response tokens are 0) and its log-probability under the sampling policy (``log_softmax(logits /
-temperature)``, the same quantity the PPO update recomputes, so importance ratios start at exactly 1).
+``Sampler.open(contexts)`` starts one ``Session`` per context; ``Sampler.sample(sessions, limits)`` samples each
+row until a stop token (``<|im_end|>``) or its token limit, appends the sampled ids to ``session.ids`` and
+returns them with their behaviour log-probs (``log_softmax(logits / temperature)`` at the sampled tokens, the
+quantity the PPO update recomputes, so importance ratios start at exactly 1). Between calls the caller may
+append ids to ``session.ids`` (a tool turn): the next call feeds only what the model has not seen yet. The
+sampler knows nothing of environments; the episode loop (``hermes_train.runtime.episodes``) and BFCL generation
+drive it.
 
 How the model is driven (a sampling loop of its own over the model's forward, not ``generate``):
 
-* **Each episode keeps its keys and values across turns**: a turn feeds only the tokens the model has not
+* **Each session keeps its keys and values across calls**: a turn feeds only the tokens the model has not
   seen yet (the tool turn and the next assistant header), never the whole conversation again.
-* **Prompts that open with the same system turn share its keys and values**: an environment's tool schemas
-  make it hundreds of tokens, the same for all its episodes; it is computed once per batch. On CPU the
-  policy also *attends* to it once per group of rows during decoding (the rollout attention below, checked
-  against the model's own attention by a probe, else not used): reading the prefix once per episode was
-  most of a decoding step.
-* Rows are left-padded into one buffer per layer, allocated once per turn and written in place (no
-  concatenation per step); each row's position ids count its own tokens only; rows whose turn ended leave
-  the decoding batch as it thins out; a row with far more to feed than the others is fed alone first.
+* **Contexts that open with the same first turn share its keys and values**: an environment's tool schemas
+  make the system turn hundreds of tokens, the same for all its episodes; ``open`` computes it once. On CPU
+  the policy also *attends* to it once per group of rows during decoding (the rollout attention below,
+  checked against the model's own attention by a probe, else not used): reading the prefix once per episode
+  was most of a decoding step.
+* Rows are left-padded into one buffer per layer, allocated once per call and written in place (no
+  concatenation per step); each row's position ids count its own tokens only; rows that stopped leave the
+  decoding batch as it thins out; a row with far more to feed than the others is fed alone first.
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ import contextvars
 import functools
 import inspect
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,52 +37,16 @@ import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
 from transformers.generation.logits_process import LogitsProcessorList, TopPLogitsWarper
 
-from environments.base import Episode
-from environments.record import EpisodeRecord, Task
-from environments.registry import make_environment
 from hermes_train import formatting
-from hermes_train.rewards import RewardResult, atropos_reward
 
 
 @dataclass
-class RolloutSettings:
-    """Sampling and limits; built from the recipe's ``ppo`` and ``environments`` sections."""
+class SamplingSettings:
+    """How tokens are drawn: greedy, or from ``softmax(logits / temperature)`` cut to ``top_p``."""
 
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens_per_turn: int = 256
-    max_turns: int = 8
-    max_episode_tokens: int = 2048
     greedy: bool = False
-
-    @classmethod
-    def from_recipe(cls, recipe, greedy: bool = False) -> RolloutSettings:
-        return cls(
-            temperature=recipe.ppo.temperature,
-            top_p=recipe.ppo.top_p,
-            max_new_tokens_per_turn=recipe.ppo.max_new_tokens_per_turn,
-            max_turns=min(recipe.ppo.max_turns, recipe.environments.max_turns),
-            max_episode_tokens=recipe.ppo.max_episode_tokens,
-            greedy=greedy,
-        )
-
-
-@dataclass
-class Trajectory:
-    """One episode as token ids, with the policy's own tokens marked and their log-probs."""
-
-    task: Task
-    token_ids: list[int]
-    policy_mask: list[int]  # 1 where the policy sampled the token
-    logprobs: list[float]  # behaviour log-prob at policy tokens, 0.0 elsewhere
-    turn_ends: list[int] = field(default_factory=list)  # index of the last policy token of each assistant turn
-    prompt_length: int = 0
-    record: EpisodeRecord | None = None
-    reward: RewardResult | None = None
-
-    @property
-    def policy_tokens(self) -> int:
-        return sum(self.policy_mask)
 
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values of a stretch of tokens, each (kv_heads, tokens, head_dim)
@@ -99,7 +61,7 @@ ROLLOUT_ATTENTION = "hermes_rollout"
 
 
 class _BufferLayer(DynamicLayer):
-    """One layer's keys and values for a batch, in a buffer allocated once per turn (its capacity: the turn's
+    """One layer's keys and values for a batch, in a buffer allocated once per call (its capacity: the call's
     whole length) and written in place: ``DynamicLayer`` concatenates, copying the whole cache at every step."""
 
     def __init__(self, capacity: int, keys: torch.Tensor | None = None, values: torch.Tensor | None = None, length: int = 0):
@@ -225,7 +187,7 @@ def _decode_attention(plan: _Plan, layer: int, query: torch.Tensor, key: torch.T
 
 
 def _chunk_attention(plan: _Plan, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
-    """Several queries per row (a turn's first pass): sdpa over the row's shared prefix (copied per row for
+    """Several queries per row (a call's first pass): sdpa over the row's shared prefix (copied per row for
     this one pass) and its own columns, causal in column order."""
     batch, heads, queries, _ = query.shape
     length = key.shape[2]
@@ -240,11 +202,11 @@ def _chunk_attention(plan: _Plan, layer: int, query: torch.Tensor, key: torch.Te
 
 
 def _rollout_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """The attention function the policy runs with during a rollout (registered with transformers'
+    """The attention function the policy runs with while sampling (registered with transformers'
     ``AttentionInterface``): ``key``/``value`` are the batch buffer's columns; the plan adds the rest."""
     plan = _PLAN.get()
     if plan is None:
-        raise RuntimeError(f"the {ROLLOUT_ATTENTION!r} attention only runs inside RolloutEngine.rollout")
+        raise RuntimeError(f"the {ROLLOUT_ATTENTION!r} attention only runs inside Sampler.sample")
     if any(kwargs.get(name) is not None for name in ("sliding_window", "softcap", "s_aux")):
         raise NotImplementedError("the rollout attention does not do sliding windows, soft-capping or sinks")
     plan.calls += 1
@@ -261,29 +223,27 @@ def _register_rollout_attention() -> None:
     AttentionInterface.register(ROLLOUT_ATTENTION, _rollout_attention)
 
 
-# -- episodes and batches ---------------------------------------------------------------------------------
+# -- sessions and batches ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Live:
-    episode: Episode
-    trajectory: Trajectory
-    prefix: _Prefix | None = None  # shared keys and values of token_ids[:prefix.length]
-    kv: KV | None = None  # this episode's own keys and values: token_ids[prefix length : cached]
-    cached: int = 0  # tokens whose keys and values exist (prefix included)
+class Session:
+    """One row across calls: its token ids (the context, then sampled and appended ids) and the keys and
+    values of ``ids[:cached]``, a shared prefix's and its own."""
+
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+        self.prefix: _Prefix | None = None  # shared keys and values of ids[:prefix.length]
+        self.kv: KV | None = None  # this row's own keys and values: ids[prefix length : cached]
+        self.cached = 0  # tokens whose keys and values exist (prefix included)
 
     @property
     def prefix_length(self) -> int:
         return self.prefix.length if self.prefix is not None else 0
 
-    def forget(self) -> None:
+    def close(self) -> None:
+        """Free the keys and values (a session sampled again after this starts over from its ids)."""
         self.prefix = self.kv = None
-
-
-def _tool_turn_text(tool_messages: list[dict[str, Any]]) -> str:
-    """What follows an assistant turn's ``<|im_end|>``: the tool turn and the next assistant header."""
-    blocks = "\n".join(formatting.render_tool_response(m) for m in tool_messages)
-    return f"\n{formatting.IM_START}tool\n{blocks}{formatting.IM_END}\n{formatting.GENERATION_PROMPT}"
+        self.cached = 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -292,7 +252,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _chunk_width(pending: list[int]) -> int:
-    """The width of a turn's first batched pass (every row's unfed tokens, right-aligned in it): rows with
+    """The width of a call's first batched pass (every row's unfed tokens, right-aligned in it): rows with
     more pending run the excess alone first. Picks the width with the least compute, counting a pass of its
     own as ``FORWARD_OVERHEAD_TOKENS`` tokens."""
 
@@ -307,13 +267,13 @@ class _Batch:
     feeds now (right-aligned, so every row's last token is in the last column), then one column per decoding
     step. ``valid`` marks the columns holding the row's tokens."""
 
-    def __init__(self, engine: RolloutEngine, rows: list[_Live], ends: list[int], extra: int):
-        device = engine._device
-        self.engine, self.rows, self.ends = engine, rows, ends
+    def __init__(self, sampler: Sampler, rows: list[Session], ends: list[int], extra: int):
+        device = sampler._device
+        self.sampler, self.rows, self.ends = sampler, rows, ends
         # The rollout attention pays off when rows share a prefix (or to extend one row without copying its
         # prefix); otherwise rows take their prefix into their own columns and the model's attention runs.
         sharing = [id(x.prefix) for x in rows if x.prefix is not None]
-        shared = bool(engine._shared_attention) and bool(sharing) and (extra == 0 or len(set(sharing)) < len(sharing))
+        shared = bool(sampler._shared_attention) and bool(sharing) and (extra == 0 or len(set(sharing)) < len(sharing))
         for x in rows if not shared else []:
             if x.prefix is not None:
                 x.kv = [(torch.cat([pk, k], dim=1), torch.cat([pv, v], dim=1)) for (pk, pv), (k, v) in zip(x.prefix.kv, x.kv)] if x.kv else x.prefix.kv
@@ -347,7 +307,7 @@ class _Batch:
     def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         end = self.column + input_ids.shape[1]
         positions = (torch.arange(self.column, end, device=input_ids.device)[None] + self.offsets[:, None]).clamp_(min=0)
-        logits = self.engine._forward(input_ids, positions, self.valid[:, :end] if self.padded else None, self.cache, self.plan)
+        logits = self.sampler._forward(input_ids, positions, self.valid[:, :end] if self.padded else None, self.cache, self.plan)
         if self.cache.get_seq_length() != end:
             raise RuntimeError("the policy did not fill its key/value cache (gradient checkpointing in training mode?); roll out in eval mode")
         self.column = end
@@ -355,15 +315,15 @@ class _Batch:
 
     def prefill(self) -> torch.Tensor:
         """Feed every row's pending tokens; the logits at each row's last one."""
-        pad = self.engine.pad
-        ids = [[pad] * int(g) + x.trajectory.token_ids[x.cached : end] for x, g, end in zip(self.rows, self.gaps.tolist(), self.ends)]
-        return self._forward(torch.tensor(ids, device=self.engine._device))
+        pad = self.sampler.pad
+        ids = [[pad] * int(g) + x.ids[x.cached : end] for x, g, end in zip(self.rows, self.gaps.tolist(), self.ends)]
+        return self._forward(torch.tensor(ids, device=self.sampler._device))
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._forward(tokens[:, None])
 
     def select(self, positions: list[int]) -> torch.Tensor:
-        index = torch.tensor(positions, device=self.engine._device)
+        index = torch.tensor(positions, device=self.sampler._device)
         self.cache.batch_select_indices(index)
         self.valid, self.pads, self.gaps, self.offsets = self.valid[index], self.pads[index], self.gaps[index], self.offsets[index]
         if self.plan is not None:  # rows left without a prefix hold all their columns: the model's attention will do
@@ -374,7 +334,7 @@ class _Batch:
 
     def store(self, position: int, fed: int) -> None:
         """Keep the row's own keys and values (its earlier columns and the ``fed`` decoded tokens after the
-        chunk) for its next turn."""
+        chunk) for its next call."""
         row = self.slots[position]
         x = self.rows[row]
         spans = [(int(self.pads[position]), self.width), (self.width + int(self.gaps[position]), self.width + self.chunk + fed)]
@@ -386,54 +346,35 @@ class _Batch:
         x.cached = self.ends[row] + fed
 
 
-class RolloutEngine:
-    """Plays batches of tasks with a causal LM policy (any HF model, PEFT-wrapped or not)."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        settings: RolloutSettings,
-        env_options: dict[str, Any] | None = None,
-        reward_config=None,
-        generate_kwargs: dict[str, Any] | None = None,
-    ):
+
+class Sampler:
+    """Samples continuations of token-id contexts with a causal LM (any HF model, PEFT-wrapped or not).
+
+    ``stop_ids``: the tokens that end a row (default ``<|im_end|>``); ``logits_processor``: processors applied
+    to the logits before sampling (each sees its row's whole sequence, as under ``generate``), e.g. for
+    constrained decoding. Behaviour log-probs are always those of the raw logits.
+    """
+
+    def __init__(self, model, tokenizer, settings: SamplingSettings, *, stop_ids: Sequence[int] | None = None,
+                 logits_processor: LogitsProcessorList | None = None):
         self.model = model
-        self.generate_kwargs = generate_kwargs or {}  # e.g. a logits_processor for constrained decoding
-        unsupported = sorted(set(self.generate_kwargs) - {"logits_processor"})
-        if unsupported:
-            raise ValueError(f"generate_kwargs: only 'logits_processor' is supported by the rollout's sampler, not {', '.join(unsupported)}")
-        processors = self.generate_kwargs.get("logits_processor")
-        self.logits_processor = LogitsProcessorList(processors) if processors else None
         self.tokenizer = tokenizer
         self.settings = settings
-        self.env_options = {**(env_options or {}), "max_turns": settings.max_turns}
-        self.reward_config = reward_config
+        self.logits_processor = logits_processor or None
         self.im_end = tokenizer.convert_tokens_to_ids(formatting.IM_END)
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end
+        self.stop = list(stop_ids) if stop_ids else [self.im_end]
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop[0]
         self.temperature = 1.0 if settings.greedy else settings.temperature
         self.top_p = TopPLogitsWarper(settings.top_p) if not settings.greedy and settings.top_p < 1.0 else None
+        self._device = next(model.parameters()).device
         self._base = model.get_base_model() if hasattr(model, "get_base_model") else model
         parameters = inspect.signature(self._base.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.x
         self._logits_to_keep = "logits_to_keep" in parameters
-        self._shared_attention: bool | None = None  # decided by a probe on the first rollout
+        self._shared_attention: bool | None = None  # decided by a probe on the first ``open``
         self.probe_failure: str | None = None  # why the rollout attention is not used, when it is not
-        self.stats: dict[str, float] = {}
-        self._timing: dict[str, float] = {}
-
-    def _start(self, tasks: list[Task]) -> list[_Live]:
-        episodes = [Episode(make_environment(task.env, **self.env_options), task) for task in tasks]
-        texts = [
-            self.tokenizer.apply_chat_template([{"role": "user", "content": e.prompt}], tools=e.tools, add_generation_prompt=True, tokenize=False)
-            for e in episodes
-        ]
-        # What apply_chat_template(tokenize=True) does, for all prompts in one call of the tokenizer.
-        prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        return [
-            _Live(e, Trajectory(task=task, token_ids=list(p), policy_mask=[0] * len(p), logprobs=[0.0] * len(p), prompt_length=len(p)))
-            for task, e, p in zip(tasks, episodes, prompts)
-        ]
+        self.timing = {"prefill_seconds": 0.0, "decode_seconds": 0.0}  # accumulated over the sampler's calls
 
     # -- the model ------------------------------------------------------------------------------------
 
@@ -460,14 +401,15 @@ class RolloutEngine:
         sequence continued from a shared prefix gives the logits of the model's own attention."""
         if self._device.type != "cpu":  # on accelerators the fused kernels' decoding is the better deal
             return False
-        ids = [self.im_end, self.pad, self.im_end, self.pad, self.pad]
+        ids = [self.stop[0], self.pad, self.stop[0], self.pad, self.pad]
         reference = self.model(input_ids=torch.tensor([ids], device=self._device)).logits[0, -1].float()
         _register_rollout_attention()
         self._shared_attention = True
         try:
-            holder = _Live(None, Trajectory(task=None, token_ids=ids, policy_mask=[], logprobs=[]))
+            holder = Session(ids)
             self._advance(holder, 2)
-            probe = _Live(None, holder.trajectory, prefix=_Prefix(holder.kv, 2), cached=2)
+            probe = Session(ids)
+            probe.prefix, probe.cached = _Prefix(holder.kv, 2), 2
             self._advance(probe, 4)  # two queries after the shared prefix: the chunk path
             batch = _Batch(self, [probe], [5], 0)
             logits = batch.prefill()[0]  # one query after the prefix and the row's own columns: the decoding path
@@ -481,32 +423,31 @@ class RolloutEngine:
             self._shared_attention = None
         return False
 
-    def _advance(self, x: _Live, end: int) -> None:
-        """Feed one episode's tokens up to ``end`` alone (a stretch too long to pad the whole batch to)."""
+    def _advance(self, x: Session, end: int) -> None:
+        """Feed one row's tokens up to ``end`` alone (a stretch too long to pad the whole batch to)."""
         batch = _Batch(self, [x], [end], 0)
         batch.prefill()
         batch.store(0, 0)
 
-    def _share_prefixes(self, live: list[_Live]) -> None:
-        """Episodes whose prompts open with the same system turn (an environment's tool schemas: hundreds of
+    def _share_prefixes(self, sessions: list[Session]) -> None:
+        """Rows whose contexts open with the same first turn (an environment's tool schemas: hundreds of
         tokens) get the keys and values of their common prefix computed once, and share them."""
-        if len(live) < 2:
+        if len(sessions) < 2:
             return
-        groups: dict[tuple[int, ...], list[_Live]] = {}
-        for x in live:
-            ids = x.trajectory.token_ids
-            end = ids.index(self.im_end) + 1 if self.im_end in ids else len(ids)
-            groups.setdefault(tuple(ids[:end]), []).append(x)
+        groups: dict[tuple[int, ...], list[Session]] = {}
+        for x in sessions:
+            end = x.ids.index(self.im_end) + 1 if self.im_end in x.ids else len(x.ids)
+            groups.setdefault(tuple(x.ids[:end]), []).append(x)
         for members in groups.values():
             if len(members) < 2:
                 continue
-            first = members[0].trajectory.token_ids
-            shared = min(len(m.trajectory.token_ids) for m in members) - 1  # at least one token left to feed
+            first = members[0].ids
+            shared = min(len(m.ids) for m in members) - 1  # at least one token left to feed
             for m in members[1:]:
-                shared = min(shared, _common_prefix(first, m.trajectory.token_ids))
+                shared = min(shared, _common_prefix(first, m.ids))
             if shared <= 0:
                 continue
-            holder = _Live(None, Trajectory(task=None, token_ids=first[:shared], policy_mask=[], logprobs=[]))
+            holder = Session(first[:shared])
             self._advance(holder, shared)
             prefix = _Prefix(holder.kv, shared)  # one object per group: the rollout attention groups rows by it
             for m in members:
@@ -528,14 +469,28 @@ class RolloutEngine:
         draw = torch.rand(cumulative.shape[0], 1, device=cumulative.device, dtype=cumulative.dtype) * cumulative[:, -1:]
         return torch.searchsorted(cumulative, draw, right=True).squeeze(1).clamp_(max=cumulative.shape[-1] - 1)
 
-    def _turn(self, rows: list[_Live], limits: list[int]) -> tuple[list[list[int]], list[list[float]]]:
-        """Sample one assistant turn for every row, ``limits[i]`` tokens at most; returns the new ids and their
-        log-probs, and leaves each row's cache covering its sequence plus the new ids fed back."""
+    # -- the interface --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def open(self, contexts: Sequence[Sequence[int]]) -> list[Session]:
+        """One session per context (copied); contexts opening with the same first turn share its keys and values."""
+        sessions = [Session(list(ids)) for ids in contexts]
+        if self._shared_attention is None:
+            self._shared_attention = self._probe_shared_attention()
+        t0 = time.perf_counter()
+        self._share_prefixes(sessions)
+        self.timing["prefill_seconds"] += time.perf_counter() - t0
+        return sessions
+
+    @torch.no_grad()
+    def sample(self, rows: list[Session], limits: list[int]) -> tuple[list[list[int]], list[list[float]]]:
+        """Continue every row until a stop token (kept) or ``limits[i]`` tokens; returns the new ids and their
+        log-probs, appended to each row's ``ids`` too, whose keys and values the session then keeps."""
         device, n = self._device, len(rows)
-        seqs = [x.trajectory.token_ids for x in rows]
+        seqs = [x.ids for x in rows]
         t0 = time.perf_counter()
         for x, s in zip(rows, seqs):
-            x.cached = min(x.cached, len(s) - 1)  # at least the last token is fed: its logits start the turn
+            x.cached = min(x.cached, len(s) - 1)  # at least the last token is fed: its logits start the continuation
 
         # 1. Feed what each row has not fed yet in one pass; stretches much longer than the others' alone first.
         chunk = _chunk_width([len(s) - x.cached for x, s in zip(rows, seqs)])
@@ -565,7 +520,7 @@ class RolloutEngine:
                 if not done[row]:
                     new_ids[row].append(token)
                     new_logprobs[row].append(logprob)
-                    done[row] = token == self.im_end or len(new_ids[row]) >= limits[row]
+                    done[row] = token in self.stop or len(new_ids[row]) >= limits[row]
             finished = [p for p, row in enumerate(batch.slots) if done[row]]
             if len(finished) == len(batch.slots):
                 break
@@ -583,78 +538,9 @@ class RolloutEngine:
                 fed[row] += 1
         for p, row in enumerate(batch.slots):
             batch.store(p, min(fed[row], len(new_ids[row])))
+        for x, ids in zip(rows, new_ids):
+            x.ids += ids
         t2 = time.perf_counter()
-        self._timing["prefill_seconds"] += t1 - t0
-        self._timing["decode_seconds"] += t2 - t1
+        self.timing["prefill_seconds"] += t1 - t0
+        self.timing["decode_seconds"] += t2 - t1
         return new_ids, new_logprobs
-
-    # -- episodes -------------------------------------------------------------------------------------
-
-    def rollout(self, tasks: list[Task], progress: Callable[[str], None] | None = None) -> list[Trajectory]:
-        """Play every task to the end and score it; the trajectories come back in the order of ``tasks``.
-        ``progress`` receives a line after every turn of the batch (a long rollout is not silent in a log file)."""
-        start = time.perf_counter()
-        self._device = next(self.model.parameters()).device
-        self._timing = {"prefill_seconds": 0.0, "decode_seconds": 0.0}
-        live = self._start(tasks)
-        generated, turn = 0, 0
-        with torch.no_grad():
-            if self._shared_attention is None:
-                self._shared_attention = self._probe_shared_attention()
-            t0 = time.perf_counter()
-            self._share_prefixes(live)
-            self._timing["prefill_seconds"] += time.perf_counter() - t0
-            active = list(live)
-            while active:
-                room = [self.settings.max_episode_tokens - len(x.trajectory.token_ids) for x in active]
-                for x, r in zip(active, room):
-                    if r <= 0:
-                        x.episode.end(f"reached the limit of {self.settings.max_episode_tokens} tokens")
-                        x.forget()
-                active, room = [x for x, r in zip(active, room) if r > 0], [r for r in room if r > 0]
-                if not active:
-                    break
-                new_ids, new_logprobs = self._turn(active, [min(self.settings.max_new_tokens_per_turn, r) for r in room])
-                still = []
-                for x, ids, lps in zip(active, new_ids, new_logprobs):
-                    t = x.trajectory
-                    room_left = self.settings.max_episode_tokens - len(t.token_ids)
-                    ids, lps = ids[:room_left], lps[:room_left]
-                    generated += len(ids)
-                    t.token_ids += ids
-                    t.policy_mask += [1] * len(ids)
-                    t.logprobs += lps
-                    t.turn_ends.append(len(t.token_ids) - 1)
-                    text = self.tokenizer.decode(ids, skip_special_tokens=False)
-                    tool_messages = x.episode.step(text)
-                    if x.episode.done:
-                        x.forget()
-                        continue
-                    if not ids or ids[-1] != self.im_end:  # cut by the token limit: close the turn for the model
-                        t.token_ids.append(self.im_end)
-                        t.policy_mask.append(0)
-                        t.logprobs.append(0.0)
-                    appended = self.tokenizer.encode(_tool_turn_text(tool_messages), add_special_tokens=False)
-                    t.token_ids += appended
-                    t.policy_mask += [0] * len(appended)
-                    t.logprobs += [0.0] * len(appended)
-                    still.append(x)
-                active = still
-                turn += 1
-                if progress is not None:
-                    progress(f"rollout turn {turn}: {len(live) - len(active)}/{len(live)} episodes finished, "
-                             f"{generated:,} tokens generated in {time.perf_counter() - start:.0f}s")
-        for x in live:
-            x.forget()
-            x.episode.end("the rollout stopped")
-            x.trajectory.record = x.episode.record
-            x.trajectory.reward = atropos_reward(x.episode.record, self.reward_config)
-        elapsed = time.perf_counter() - start
-        self.stats = {
-            "episodes": len(live),
-            "generated_tokens": generated,
-            "seconds": elapsed,
-            "tokens_per_s": generated / max(elapsed, 1e-9),
-            **self._timing,
-        }
-        return [x.trajectory for x in live]
