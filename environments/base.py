@@ -46,7 +46,7 @@ from transformers.utils import get_json_schema
 # mentions, normalise and share_mentioned are imported from here by the environments not yet converted to
 # task families; each conversion imports them from environments.answers instead, and the last one drops this.
 from environments.answers import mentions, normalise, share_mentioned  # noqa: F401
-from environments.families import TaskFamily
+from environments.families import TaskFamily, Wording
 from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord, Task, TurnRecord
 
 TRANSIENT_ERROR = "503 Service Unavailable: the service failed temporarily; retry the same call"
@@ -265,9 +265,11 @@ class ToolEnvironment:
             world_params, world = cls._draw_world(rng, novel)
             drawn = family.draw(rng, world)
             if drawn is not None:
-                values, entities = drawn
+                values, entities, *wording = drawn
+                words = wording[0] if wording else Wording()
                 params = {**world_params, "family": family.name, **values}
-                prompt = rng.choice(family.phrasings).format(**values)
+                phrasings = family.phrasings if words.variant is None else family.phrasings[words.variant]
+                prompt = rng.choice(phrasings).format(**values, **words.fill)
                 if difficulty == "recovery":
                     params["fail_first"] = [family.fail_first]
                 return TaskDraft(family.name, prompt, params, list(family.tools), [str(e) for e in entities])

@@ -6,8 +6,9 @@ scalars replace), applies ``key=value`` command-line overrides, and validates th
 pydantic schema below. Every problem becomes a :class:`ConfigError` whose message names the file (or
 override) that set the offending value, the dotted field, the value and what is wrong with it.
 
-Models are strict: no silent coercion of strings to numbers or booleans (``wandb: "false"`` is an
-error, not ``True``); an int is still accepted where a float is expected.
+Models are strict: no silent coercion of strings to numbers or booleans (``greedy: "false"`` is an
+error, not ``True``); an int is still accepted where a float is expected. A retired key (``ppo.max_turns``,
+``tracking.wandb``) is a one-line error naming its replacement.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from environments.record import DIFFICULTIES
 from hermes_train.errors import HermesTrainError
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SftConfig",
     "TrackingConfig",
     "load_recipe",
+    "load_yaml",
     "recipe_to_yaml",
     "resolve_recipe_dict",
     "save_resolved_recipe",
@@ -226,7 +229,6 @@ class PpoConfig(BaseModel):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens_per_turn: int = Field(256, gt=0)
-    max_turns: int = Field(8, gt=0)
     max_episode_tokens: int = Field(2048, gt=0)
     save_every: int = Field(0, ge=0, description="Checkpoint every N iterations; 0 = only at the end.")
 
@@ -275,7 +277,7 @@ class RewardConfig(BaseModel):
     invalid_call_penalty: float = Field(0.2, ge=0.0, description="Subtracted per malformed tool call.")
 
 
-Difficulty = Literal["single", "multi_step", "parallel", "nested", "recovery"]
+Difficulty = Literal[DIFFICULTIES]  # environments/record.py is the one list
 
 
 class EnvironmentsConfig(BaseModel):
@@ -287,11 +289,9 @@ class EnvironmentsConfig(BaseModel):
         default_factory=lambda: ["filesystem", "database", "knowledge_graph", "web_shop", "apis", "bookings"],
         min_length=1,
     )
-    difficulties: list[Difficulty] = Field(
-        default_factory=lambda: ["single", "multi_step", "parallel", "nested", "recovery"], min_length=1
-    )
+    difficulties: list[Difficulty] = Field(default_factory=lambda: list(DIFFICULTIES), min_length=1)
     transient_failure_rate: float = Field(0.0, ge=0.0, le=1.0, description="Chance a tool call fails transiently.")
-    max_turns: int = Field(8, gt=0)
+    max_turns: int = Field(8, gt=0, description="Assistant turns an episode may take (rollouts, evaluation, GRPO).")
     max_observation_chars: int = Field(2000, gt=0, description="Tool results are truncated to this length.")
 
     @field_validator("names")
@@ -319,14 +319,11 @@ class EvalConfig(BaseModel):
 
 
 class TrackingConfig(BaseModel):
-    """Experiment tracking (Weights & Biases)."""
+    """Experiment tracking (Weights & Biases or TensorBoard)."""
 
     model_config = _STRICT
 
-    wandb: bool = Field(False, description="Shorthand for report_to: wandb.")
-    report_to: Literal["wandb", "tensorboard", "none"] | None = Field(
-        None, description="Where metrics go besides metrics.jsonl; None = 'wandb' if tracking.wandb else 'none'."
-    )
+    report_to: Literal["wandb", "tensorboard", "none"] = Field("none", description="Where metrics go besides metrics.jsonl.")
     project: str = "hermes-train"
     entity: str | None = None
     run_name: str | None = None
@@ -337,11 +334,6 @@ class TrackingConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
     log_every: int = Field(1, gt=0)
     log_artifacts: bool = Field(True, description="Upload each stage's final adapter to W&B as an artifact.")
-
-    @property
-    def backend(self) -> str:
-        """The tracker in use: ``report_to`` when set, else wandb or none from ``wandb``."""
-        return self.report_to or ("wandb" if self.wandb else "none")
 
 
 class Recipe(BaseModel):
@@ -396,20 +388,30 @@ def _dotted(path: Sequence[str | int]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _read_yaml(path: Path, shown: str) -> dict:
+def load_yaml(path: str | Path, kind: str = "recipe") -> Any:
+    """A YAML file read as recipes are: duplicate keys rejected, ``1e-5`` a float. A missing file or bad YAML is
+    a one-line :class:`ConfigError` naming the file (and the line and column), e.g. ``x.yaml: sweep file not found``."""
+    return _load_yaml(Path(path), str(path), kind)
+
+
+def _load_yaml(path: Path, shown: str, kind: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{shown}: recipe file not found") from None
+        raise ConfigError(f"{shown}: {kind} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read recipe file: {exc}") from None
+        raise ConfigError(f"{shown}: cannot read {kind} file: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{shown}: invalid YAML{where}: {problem}") from None
+
+
+def _read_yaml(path: Path, shown: str) -> dict:
+    data = _load_yaml(path, shown, "recipe")
     if data is None:  # an empty file is an empty recipe: all defaults
         return {}
     if not isinstance(data, dict):
@@ -617,9 +619,19 @@ def _validation_error(exc: ValidationError, data: dict, sources: Sources, shown:
 # --------------------------------------------------------------------------------------------------
 
 
+# Keys that were folded into another: a recipe or override still setting one is told what replaced it.
+_RETIRED = {
+    ("ppo", "max_turns"): "environments.max_turns (the one turn limit of an episode)",
+    ("tracking", "wandb"): "tracking.report_to: wandb (or tensorboard, none)",
+}
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Load, merge (``extends``), override and validate a recipe. Raises only :class:`ConfigError`."""
     data, sources, shown = _resolve(path, overrides)
+    for (section, key), replacement in _RETIRED.items():
+        if isinstance(data.get(section), dict) and key in data[section]:
+            raise ConfigError(f"{_source_of((section, key), sources, shown)}: {section}.{key} is retired; use {replacement}")
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:

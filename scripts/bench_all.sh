@@ -99,7 +99,7 @@ if [ "$QUICK" = 1 ]; then
   run_bench rollout "$PY" scripts/bench_rollout.py --batch 8 --max-new-tokens 32 --max-turns 2
   run_bench ppo_memory "$PY" scripts/bench_ppo_memory.py --baseline both --layers 2 --batch 2 --seq 128
   run_bench ppo "$PY" scripts/bench_ppo.py --model tiny:s --episodes 2 \
-    ppo.max_new_tokens_per_turn=32 ppo.max_turns=2 lora.layers=2
+    ppo.max_new_tokens_per_turn=32 environments.max_turns=2 lora.layers=2
   PIPELINE_ARGS=(--quick)
 else
   run_bench envs "$PY" scripts/bench_envs.py

@@ -25,7 +25,7 @@ Configurations (overrides on top of the recipe; each configuration's own overrid
     python scripts/bench_ppo.py --episodes 16 --iterations 2 --warmup 1 --json ppo.json
     python scripts/bench_ppo.py lora.adapter_path=runs/smollm2/sft/adapter   # start from a trained SFT adapter
     python scripts/bench_ppo.py --model tiny:xs --episodes 2 --configs classic,default \\
-        ppo.max_new_tokens_per_turn=16 ppo.max_turns=2 lora.layers=1   # a smoke run (tiny:xs has 2 layers)
+        ppo.max_new_tokens_per_turn=16 environments.max_turns=2 lora.layers=1   # a smoke run (tiny:xs has 2 layers)
 
 Without ``lora.adapter_path`` (or an SFT adapter in output_dir, which is always a fresh folder here) PPO starts
 from the bare base model; every configuration starts from the same one. Sampling at a different precision draws
@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (read by scripts/bench_all.sh)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="recipe overrides for every configuration (before each configuration's own), "
-                             "e.g. ppo.max_turns=2 lora.layers=1")
+                             "e.g. environments.max_turns=2 lora.layers=1")
     args = parser.parse_args(argv)
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in CONFIGS]
@@ -168,7 +168,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]], dic
         check_sizes(recipe)
     first = recipes[args.configs[0]]
     for name, recipe in recipes.items():  # what the comparison holds fixed
-        for field in ("seed", "episodes_per_iteration", "total_iterations", "max_new_tokens_per_turn", "max_turns",
+        for field in ("seed", "episodes_per_iteration", "total_iterations", "max_new_tokens_per_turn",
                       "max_episode_tokens", "temperature", "epochs"):
             ours = getattr(recipe.ppo, field) if field != "seed" else recipe.seed
             theirs = getattr(first.ppo, field) if field != "seed" else first.seed
@@ -178,7 +178,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]], dic
     settings = {
         "model": first.model.name_or_path, "seed": first.seed, "episodes": ppo.episodes_per_iteration,
         "minibatch": ppo.minibatch_size, "accumulation": ppo.gradient_accumulation_steps, "epochs": ppo.epochs,
-        "max_new_tokens_per_turn": ppo.max_new_tokens_per_turn, "max_turns": ppo.max_turns,
+        "max_new_tokens_per_turn": ppo.max_new_tokens_per_turn, "max_turns": first.environments.max_turns,
         "max_episode_tokens": ppo.max_episode_tokens,
         "resolved": {name: {"lora_layers": r.lora.layers, "critic": r.ppo.critic, "dtype": r.model.dtype}
                      for name, r in recipes.items()},

@@ -176,7 +176,7 @@ def _run_config(args: argparse.Namespace, name: str) -> dict:
     base_kib, base_status = _peak_kib(), _status_kib()
     t0 = time.perf_counter()
 
-    overrides = [f"model.name_or_path={args.model_dir}", "model.dtype=float32", "tracking.wandb=false",
+    overrides = [f"model.name_or_path={args.model_dir}", "model.dtype=float32", "tracking.report_to=none",
                  f"output_dir={tempfile.gettempdir()}/bench_ppo_memory_unused", *args.overrides]
     critic_mode = "separate" if name == "separate-lora" else "shared_base"
     recipe = load_recipe(args.recipe, [*overrides, f"ppo.critic={critic_mode}"])

@@ -137,7 +137,7 @@ def main() -> int:
     console = Console(stderr=True)
     overrides = [f"model.name_or_path={args.model}", f"data.num_examples={args.num_examples}",
                  f"sft.max_steps={args.steps + args.warmup}", "sft.logging_steps=1000", "sft.eval_steps=0",
-                 "tracking.wandb=false", "data.eval_fraction=0"]
+                 "tracking.report_to=none", "data.eval_fraction=0"]
     if args.batch_size:
         overrides.append(f"sft.per_device_batch_size={args.batch_size}")
     if args.max_seq_len:

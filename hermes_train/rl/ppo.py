@@ -552,11 +552,6 @@ def _fill_deepspeed_config(accelerator, sizes: Sizes, recipe: Recipe) -> None:
 
 
 def _check_recipe(recipe: Recipe) -> None:
-    from environments.record import DIFFICULTIES
-
-    unknown = [d for d in recipe.environments.difficulties if d not in DIFFICULTIES]
-    if unknown:
-        raise HermesTrainError(f"environments.difficulties: unknown {unknown}; known: {list(DIFFICULTIES)}")
     if recipe.ppo.critic == "trunk_head" and not recipe.lora.layers:
         raise HermesTrainError("ppo.critic: trunk_head needs lora.layers (the head reads the frozen layers' output)")
 

@@ -87,7 +87,7 @@ def configure_wandb(recipe: Recipe, stage: str) -> list[str]:
     variables; only the main process's ``WandbCallback`` starts a run.
     """
     tracking = recipe.tracking
-    if tracking.backend != "wandb":
+    if tracking.report_to != "wandb":
         return []
 
     mode = tracking.mode
@@ -197,12 +197,12 @@ class MetricsJsonlCallback(TrainerCallback):
 
 
 def configure_tracking(recipe: Recipe, stage: str) -> list[str]:
-    """The trainer's ``report_to`` for ``tracking.backend``: W&B (see ``configure_wandb``), TensorBoard (event files
+    """The trainer's ``report_to`` for ``tracking.report_to``: W&B (see ``configure_wandb``), TensorBoard (event files
     in ``output_dir/tensorboard/<stage>``) or nothing. ``metrics.jsonl`` is written whatever the choice."""
-    backend = recipe.tracking.backend
-    if backend == "wandb":
+    report_to = recipe.tracking.report_to
+    if report_to == "wandb":
         return configure_wandb(recipe, stage)
-    if backend == "tensorboard":
+    if report_to == "tensorboard":
         try:
             import tensorboard  # noqa: F401
         except ImportError:
