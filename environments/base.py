@@ -14,9 +14,6 @@ A subclass of ``ToolEnvironment`` writes only its domain:
 Tasks that change the world are verified as tau-bench does: the expert's calls are replayed on a fresh
 world built from the same task, and the agent's final state is compared with that one.
 
-(Environments not yet converted to task families override ``_make_task(rng, difficulty, novel)``,
-``_solve(task)`` and ``_verify(answer)`` themselves.)
-
 The base class makes every tool safe and observable the same way, whoever calls it (the project's
 rollout loop through ``Episode``, or TRL's ``GRPOTrainer`` calling the methods directly): arguments are
 validated against the tool's JSON schema before the tool runs, transient failures are injected as
@@ -43,9 +40,6 @@ from typing import Any, ClassVar
 import jsonschema
 from transformers.utils import get_json_schema
 
-# mentions, normalise and share_mentioned are imported from here by the environments not yet converted to
-# task families; each conversion imports them from environments.answers instead, and the last one drops this.
-from environments.answers import mentions, normalise, share_mentioned  # noqa: F401
 from environments.families import TaskFamily, Wording
 from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord, Task, TurnRecord
 
@@ -259,6 +253,14 @@ class ToolEnvironment:
         return cls._family_by_name[task.family]
 
     @classmethod
+    def _phrase(cls, rng: random.Random, family: TaskFamily, values: dict[str, Any], words: Wording) -> str:
+        """The prompt: one of the family's phrasings (of the words' variant), filled with the drawn values and the
+        words' fill; a single phrasing is taken as it is, without a random draw."""
+        phrasings = family.phrasings if words.variant is None else family.phrasings[words.variant]
+        phrasing = phrasings[0] if len(phrasings) == 1 else rng.choice(phrasings)
+        return phrasing.format(**values, **words.fill)
+
+    @classmethod
     def _make_task(cls, rng: random.Random, difficulty: str, novel: bool) -> TaskDraft:
         family = rng.choice([f for f in cls.task_families if difficulty in f.difficulties])
         for _ in range(MAX_DRAWS):  # worlds where the task has no sensible answer are drawn again
@@ -268,8 +270,7 @@ class ToolEnvironment:
                 values, entities, *wording = drawn
                 words = wording[0] if wording else Wording()
                 params = {**world_params, "family": family.name, **values}
-                phrasings = family.phrasings if words.variant is None else family.phrasings[words.variant]
-                prompt = rng.choice(phrasings).format(**values, **words.fill)
+                prompt = cls._phrase(rng, family, values, words)
                 if difficulty == "recovery":
                     params["fail_first"] = [family.fail_first]
                 return TaskDraft(family.name, prompt, params, list(family.tools), [str(e) for e in entities])

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from environments.base import Episode, held_out
-from environments.bookings import CITIES, NAMES, BookingsEnv, _state, _world_of
+from environments.bookings import BookingsEnv
+from environments.bookings.world import CITIES, NAMES, _state, _world_of
 from environments.record import Task
 from hermes_train.rewards import atropos_reward
 
@@ -214,6 +215,19 @@ def test_parallel_bookings_match_in_any_order():
     made = [env.book_flight(passenger_id=pid, flight_id=fid, seats=k) for _, pid, fid, k in reversed(task.params["ops"])]
     assert env._verify(" and ".join(m["reservation"] for m in made)) == 1.0
     assert env._verify(made[0]["reservation"]) == pytest.approx(0.75 + 0.25 / 2)
+
+
+def test_changes_are_verified_against_the_world_the_expert_leaves():
+    task = task_of("book_many", "parallel")
+    expected = BookingsEnv._expert_state(task)  # the expert's calls replayed on a fresh world: no hand-written reference
+    assert expected != _state(_world_of(task.params))
+    env = solved(task)
+    assert env._state() == expected and env._verify(env._answer) == 1.0
+    half = BookingsEnv()
+    half.reset(task)
+    _, pid, fid, seats = task.params["ops"][0]
+    made = half.book_flight(passenger_id=pid, flight_id=fid, seats=seats)
+    assert half._verify(made["reservation"]) == pytest.approx(0.5)  # one of the two bookings is missing
 
 
 def test_change_verifier():

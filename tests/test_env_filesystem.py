@@ -6,13 +6,17 @@ import builtins
 import io
 import json
 import re
+import string
 from pathlib import Path
 
 import pytest
 
 from environments import filesystem
 from environments.base import Episode
-from environments.filesystem import ARCHIVE, HOME, MAX_FILE_CHARS, MAX_FILES, FilesystemEnv, _world
+from environments.filesystem import FilesystemEnv
+from environments.filesystem.env import MAX_FILE_CHARS, MAX_FILES
+from environments.filesystem.phrasings import FRAMES, REQUESTS
+from environments.filesystem.world import ARCHIVE, FACT_RE, HOME, _world
 from environments.record import DIFFICULTIES, Task
 from hermes_train.rewards import atropos_reward
 
@@ -226,8 +230,8 @@ def test_writes_are_confined_to_the_home_folder():
 
 
 def test_the_module_never_uses_the_real_file_system():
-    source = Path(filesystem.__file__).read_text()
-    assert not re.search(r"^\s*(import|from)\s+(os|pathlib|io|tempfile|glob)\b", source, re.M)
+    for module in Path(filesystem.__file__).parent.glob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+(os|pathlib|io|tempfile|glob)\b", module.read_text(), re.M), module.name
 
 
 def test_episodes_run_with_the_real_file_system_locked(monkeypatch):
@@ -273,7 +277,7 @@ def test_parallel_answers_get_partial_credit():
     env = FilesystemEnv()
     env.reset(task)
     files = env._world_data.files
-    values = [re.search(filesystem.FACT_RE[f["field"]], files[f["path"]], re.M).group(1) for f in task.params["facts"]]
+    values = [re.search(FACT_RE[f["field"]], files[f["path"]], re.M).group(1) for f in task.params["facts"]]
     assert len({f["path"].rsplit(".", 1)[1] for f in task.params["facts"]}) == len(values) >= 2, "facts come from different kinds of file"
     assert env._verify("; ".join(values)) == 1.0
     assert env._verify(values[0]) == pytest.approx(1 / len(values))
@@ -335,6 +339,25 @@ def test_summary_file_must_hold_just_the_number():
     assert env._verify("ok") == 0.0
     env.write_file(task.params["output"], f"total: {total} lines")
     assert env._verify("ok") == 0.0
+
+
+def test_reorganising_is_verified_against_the_experts_calls_replayed():
+    task = task_of("move_many")  # two or three moves in one turn
+    oracle = FilesystemEnv.oracle(task)
+    assert oracle.record.task_completion == 1.0
+    moves = [c for c in oracle.record.calls if c.name == "move_path"]
+    assert len(moves) == len(task.params["paths"]) >= 2
+    env = FilesystemEnv()
+    env.reset(task)
+    for call in moves[:-1]:  # one of the expert's moves is missing
+        env.move_path(**call.arguments)
+    assert env._verify("done") == pytest.approx((len(moves) - 1) / len(moves))  # below 1
+    # The expected tree is the one the expert's calls leave, not a second hand-written plan.
+    expert, files = FilesystemEnv._expert_state(task), _world(task.params["world_seed"]).files
+    assert all(path not in expert and expert[f"{ARCHIVE}/{path.rsplit('/', 1)[1]}"] == files[path] for path in task.params["paths"])
+    task = next(t for t in FilesystemEnv.tasks("test", "recovery", 60) if t.family == "archive_error_logs")  # a 503 on search_files
+    archived = [path for path in FilesystemEnv._expert_state(task) if path.startswith(ARCHIVE + "/")]
+    assert archived  # the scheduled failure did not stop the replay
 
 
 def test_clean_tmp_penalises_deleting_other_files():
@@ -408,6 +431,17 @@ def test_recovery_tasks_fail_the_oracles_first_tool_once():
         record = FilesystemEnv.oracle(task).record
         assert record.calls[0].status == "transient" and record.calls[0].name == task.params["fail_first"][0]
         assert record.task_completion == 1.0
+
+
+def test_prompts_are_a_frame_around_one_of_the_familys_requests():
+    def pattern(template: str) -> str:  # the template with any text in its fields (paths as the user writes them)
+        return "".join(re.escape(literal) + (".+" if field is not None else "") for literal, field, _, _ in string.Formatter().parse(template))
+
+    for difficulty in DIFFICULTIES:
+        for task in FilesystemEnv.tasks("test", difficulty, 30):
+            requests = REQUESTS[task.family]
+            requests = [r for variant in requests.values() for r in variant] if isinstance(requests, dict) else requests
+            assert any(re.fullmatch(pattern(frame.format(request=r)), task.prompt, re.S) for frame in FRAMES for r in requests), task.prompt
 
 
 def test_every_family_is_drawn_and_solved_with_compact_observations():

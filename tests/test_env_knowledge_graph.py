@@ -8,9 +8,13 @@ import time
 
 import pytest
 
-import environments.knowledge_graph as kg
-from environments.base import Episode, held_out, normalise
-from environments.knowledge_graph import KnowledgeGraphEnv, _build_world
+import environments.knowledge_graph.env as kg_env
+import environments.knowledge_graph.families as kg_families
+import environments.knowledge_graph.world as kg
+from environments.answers import normalise
+from environments.base import Episode, held_out
+from environments.knowledge_graph import KnowledgeGraphEnv
+from environments.knowledge_graph.world import _build_world
 from environments.record import DIFFICULTIES, Task
 from hermes_train.rewards import atropos_reward
 
@@ -146,7 +150,7 @@ def test_search_finds_partial_and_misspelt_names(world):
 
 
 def test_observations_are_capped_with_a_marker(world, monkeypatch):
-    monkeypatch.setattr(kg, "LIST_CAP", 2)
+    monkeypatch.setattr(kg_env, "LIST_CAP", 2)
     company = first(world, "company", lambda c: len(world.many(c, "works_at", "in")) >= 3)
     env = env_for(make_task("hq", entities=[company]))
     staff = env.get_neighbors(entity=company, relation="works_at", direction="in")
@@ -188,7 +192,7 @@ def test_the_graph_is_read_only_whatever_the_calls(world):
     env.get_entity_info(entity=company)["founded"] = 1
     env.list_relations(entity=company)["out"]["located_in"].clear()
     for hostile in ["'; DROP TABLE x; --", "A" * 200_000, "\x00\udcff" * 50, "../../etc/passwd", "__import__('os')"]:
-        for name in kg.KnowledgeGraphEnv.tool_names():
+        for name in KnowledgeGraphEnv.tool_names():
             schema = next(s for s in KnowledgeGraphEnv.tool_schemas() if s["function"]["name"] == name)
             getattr(env, name)(**{k: hostile for k in schema["function"]["parameters"]["properties"]})
     assert snapshot == (world.types, world.attrs, world.out, world.inn)
@@ -394,7 +398,7 @@ def connection_task(world, relation: str):
     """A connection task on the first person-company (or person-film) pair linked by ``relation`` only."""
     for person in world.by_type["person"]:
         linked = world.many(person, relation, "in" if relation == "founded_by" else "out")
-        others = [o for r in kg.CONNECTIONS if r != relation for o in world.many(person, r, "in" if r == "founded_by" else "out")]
+        others = [o for r in kg_families.CONNECTIONS if r != relation for o in world.many(person, r, "in" if r == "founded_by" else "out")]
         for other in linked:
             if other not in others:
                 return make_task("connection", entities=[person, other], relation=relation), person, other
@@ -494,7 +498,7 @@ def test_latest_film_director_listing_every_director_scores_zero(world):
 
 
 def _join(names):
-    return kg._join(list(names))
+    return kg_families._join(list(names))
 
 
 def test_number_hedges_score_zero_and_separators_are_read(world):

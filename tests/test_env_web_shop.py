@@ -10,7 +10,8 @@ import pytest
 
 from environments.base import Episode, held_out
 from environments.record import DIFFICULTIES, Task
-from environments.web_shop import COLORS, WebShopEnv, _build_world, _fits
+from environments.web_shop import WebShopEnv
+from environments.web_shop.world import COLORS, _build_world, _fits
 from hermes_train.rewards import atropos_reward
 
 
