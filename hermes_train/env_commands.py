@@ -197,7 +197,7 @@ def _play_model(args: argparse.Namespace, task) -> tuple[Any, Any, dict[str, Any
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from environments.base import Episode
+    from environments.episode import Episode
     from hermes_train.rewards import atropos_reward
 
     _check_model_options(args)

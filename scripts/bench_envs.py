@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from environments.base import Episode
+from environments.episode import Episode
 from environments.record import DIFFICULTIES
 from environments.registry import NAMES, get_environment
 from hermes_train.formatting import render_assistant_body

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from environments.base import Episode, held_out
+from environments.base import held_out
+from environments.episode import Episode
 from environments.bookings import BookingsEnv
 from environments.bookings.world import CITIES, NAMES, _state, _world_of
 from environments.record import Task

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from environments.base import Episode
+from environments.episode import Episode
 from environments.database import DatabaseEnv
 from environments.database.env import MAX_ROWS
 from environments.database.world import PRODUCTS, TABLES, _world

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from environments import filesystem
-from environments.base import Episode
+from environments.episode import Episode
 from environments.filesystem import FilesystemEnv
 from environments.filesystem.env import MAX_FILE_CHARS, MAX_FILES
 from environments.filesystem.phrasings import FRAMES, REQUESTS

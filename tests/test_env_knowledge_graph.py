@@ -12,7 +12,8 @@ import environments.knowledge_graph.env as kg_env
 import environments.knowledge_graph.families as kg_families
 import environments.knowledge_graph.world as kg
 from environments.answers import normalise
-from environments.base import Episode, held_out
+from environments.base import held_out
+from environments.episode import Episode
 from environments.knowledge_graph import KnowledgeGraphEnv
 from environments.knowledge_graph.world import _build_world
 from environments.record import DIFFICULTIES, Task

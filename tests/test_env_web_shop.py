@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from environments.base import Episode, held_out
+from environments.base import held_out
+from environments.episode import Episode
 from environments.record import DIFFICULTIES, Task
 from environments.web_shop import WebShopEnv
 from environments.web_shop.world import COLORS, _build_world, _fits

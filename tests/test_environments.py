@@ -16,7 +16,8 @@ import pytest
 from transformers.utils import get_json_schema
 
 from environments.answers import Fact, facts_score, share_mentioned
-from environments.base import Answer, Episode, OracleStep, ToolEnvironment
+from environments.base import Answer, OracleStep, ToolEnvironment
+from environments.episode import Episode
 from environments.families import TaskFamily
 from environments.record import DIFFICULTIES, Task
 from environments.registry import NAMES, get_environment

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from environments.base import Episode
+from environments.episode import Episode
 from environments.record import DIFFICULTIES, Task
 from environments.registry import NAMES, get_environment
 from hermes_train.config import load_recipe

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from environments.base import Episode
+from environments.episode import Episode
 from environments.record import EpisodeRecord, Task
 from environments.registry import make_environment
 from hermes_train import formatting
