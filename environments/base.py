@@ -4,7 +4,9 @@ A subclass of ``ToolEnvironment`` writes only its domain:
 
 * tools: public methods with type hints and a Google-style docstring (their JSON schemas come from
   ``transformers.utils.get_json_schema``). They raise ``ToolError`` with an informative message when
-  the arguments make no sense; anything else they raise is caught too;
+  the arguments make no sense (a ``ValueError`` or ``OverflowError``, a value the tool could not use, is
+  taken the same way); anything else they raise is a bug in the environment: it is caught and recorded
+  as a ``crash``, which ends the episode;
 * ``_setup(task)``: build the episode's world from the task (deterministically);
 * ``task_families``: its ``TaskFamily`` objects (``environments.families``), each with its phrasings, draw,
   oracle and expected answer; the base class draws, solves and verifies tasks through them, given
@@ -32,6 +34,8 @@ import hashlib
 import inspect
 import json
 import random
+import re
+import traceback
 import types
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,11 +49,13 @@ from environments.families import TaskFamily, Wording
 from environments.record import DIFFICULTIES, SPLITS, CallRecord, EpisodeRecord, Task, TurnRecord
 
 TRANSIENT_ERROR = "503 Service Unavailable: the service failed temporarily; retry the same call"
+CRASHED = "the tool {} failed because of a bug in the environment, not because of the call"
 NOVEL_SHARE = 0.25  # share of test tasks built on entities held out of the train split
 TEST_SHARE = 0.2  # share of task phrasings reserved for the test split
 MAX_ORACLE_RETRIES = 50
 MAX_DRAWS = 200  # worlds tried for one task before giving up
 _NOT_TOOLS = {"reset", "get_reward"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ToolError(Exception):
@@ -308,11 +314,16 @@ class ToolEnvironment:
         return self.record.turns[-1]
 
     def _observe(self, value: Any) -> Any:
-        """The observation as the agent will see it, cut to ``max_observation_chars`` with a marker."""
+        """The observation as the agent will see it, cut to ``max_observation_chars`` with a marker, and text a
+        tokenizer can encode: lone surrogates (JSON escapes such as ``\\ud800`` in arguments decode to them, and
+        tools echo arguments) become U+FFFD."""
         try:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
             value = text = str(value)
+        if _LONE_SURROGATE.search(text):
+            clean = _LONE_SURROGATE.sub("\ufffd", text)
+            value, text = clean if value is text else json.loads(clean), clean
         if len(text) <= self.max_observation_chars:
             return value
         return text[: self.max_observation_chars] + f" ...[truncated {len(text) - self.max_observation_chars} chars]"
@@ -343,11 +354,13 @@ class ToolEnvironment:
                 call.observation = self._observe(function(self, **arguments))
             except ToolError as exc:
                 call.status, call.error = "error", str(exc)
-            except Exception as exc:  # a tool must never crash the episode, whatever it was given
+            except (ValueError, OverflowError) as exc:  # a value the tool could not use: the agent's to fix
                 call.status, call.error = "error", f"the tool failed: {type(exc).__name__}: {str(exc)[:200]}"
+            except Exception as exc:  # a bug in the environment: recorded for whoever fixes it; Episode ends there
+                call.status, call.error = "crash", _crash_report(exc)
         if call.error is not None:
             call.error = call.error[:1000]  # messages may echo hostile arguments of any size
-            call.observation = self._observe({"error": call.error})
+            call.observation = self._observe({"error": CRASHED.format(name) if call.status == "crash" else call.error})
         turn.calls.append(call)
         return call.observation
 
@@ -454,6 +467,12 @@ def _validator(cls: type, name: str) -> jsonschema.protocols.Validator:
     # Unknown arguments are the agent's mistake, not something to pass through.
     parameters = {**_nullable_as_null_type(schema["function"]["parameters"]), "additionalProperties": False}
     return jsonschema.Draft202012Validator(parameters)
+
+
+def _crash_report(exc: Exception) -> str:
+    """The exception and the innermost frames of its traceback: where the environment's bug is."""
+    frames = traceback.format_list(traceback.extract_tb(exc.__traceback__)[-3:])
+    return f"{type(exc).__name__}: {str(exc)[:200]}\n{''.join(frames)}"
 
 
 def _guarded_tool(name: str, function: Callable[..., Any]) -> Callable[..., Any]:

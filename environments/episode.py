@@ -20,7 +20,8 @@ class Episode:
 
     ``step(text)`` parses the text with the project's parser, runs each valid call (invalid ones are
     recorded and answered with an error), and returns the ``tool`` messages to append; it returns ``[]``
-    once the episode is over. Garbage in is a scored, penalised episode, never an exception.
+    once the episode is over. Garbage in is a scored, penalised episode, never an exception; a tool that
+    crashes (a bug in the environment) ends the episode at that call, scored and truncated with the reason.
     """
 
     def __init__(self, env: ToolEnvironment, task: Task):
@@ -57,7 +58,12 @@ class Episode:
                 observation = self._invalid(turn, call.name, call.arguments, f"unknown tool {call.name!r}; available tools: {', '.join(sorted(self._tool_names))}")
             else:
                 observation = getattr(self.env, call.name)(**call.arguments)
-            messages.append({"role": "tool", "name": call.name or "invalid_call", "content": observation})
+            name = self.env._observe(call.name) if call.name else "invalid_call"  # a hostile name is echoed like an observation
+            messages.append({"role": "tool", "name": name, "content": observation})
+            made = turn.calls[-1]
+            if made.status == "crash":  # a bug in the environment: nothing after it can be trusted, so it ends here
+                self.end(f"the tool {made.name} crashed: {made.error.splitlines()[0]}")
+                return messages
         if len(self.record.turns) >= self.env.max_turns:
             self.end(f"reached the limit of {self.env.max_turns} turns")
         return messages

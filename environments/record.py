@@ -17,7 +17,9 @@ SPLITS = ("train", "test")
 # invalid: the agent's call was malformed (unparseable, unknown tool, arguments failing the schema).
 # error: the tool ran and refused (not found, bad value, policy violation) with an informative message.
 # transient: the environment failed on its own (503-style); the same call succeeds when retried.
-CallStatus = Literal["ok", "invalid", "error", "transient"]
+# crash: the tool raised an unexpected exception, a bug in the environment; ``error`` holds the exception and
+#   the innermost frames of its traceback, and the episode ends at this call.
+CallStatus = Literal["ok", "invalid", "error", "transient", "crash"]
 
 
 @dataclass
@@ -62,7 +64,7 @@ class CallRecord:
 
     @property
     def failed(self) -> bool:
-        """A failure the agent is answerable for (transient failures are the environment's)."""
+        """A failure the agent is answerable for (transient failures and crashes are the environment's)."""
         return self.status in ("invalid", "error")
 
 

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime.preemption import PREEMPTED_EXIT_STATUS, Preempted
 
 console = Console(stderr=True)
 
@@ -204,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HermesTrainError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except Preempted as exc:  # a clean stop on SIGTERM / SIGUSR1: the job is meant to be rerun (requeued)
+        console.print(f"[yellow]preempted:[/yellow] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return PREEMPTED_EXIT_STATUS
 
 
 if __name__ == "__main__":

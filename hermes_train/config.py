@@ -38,11 +38,13 @@ __all__ = [
     "LoraConfig",
     "ModelConfig",
     "PpoConfig",
+    "RUN_KEYS",
     "Recipe",
     "RewardConfig",
     "RewardWeights",
     "SftConfig",
     "TrackingConfig",
+    "check_same_run",
     "load_recipe",
     "load_yaml",
     "recipe_to_yaml",
@@ -202,6 +204,10 @@ class PpoConfig(BaseModel):
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator.")
     target_kl: float | None = Field(None, gt=0.0, description="When set, an adaptive controller steers kl_coef to it.")
     early_stop_kl: float | None = Field(None, gt=0.0, description="Stop an iteration's epochs once KL exceeds this.")
+    max_skipped_in_a_row: int = Field(
+        8, gt=0, description="Stop the run (with a checkpoint no bad update touched) after this many optimizer steps "
+        "in a row skipped on a non-finite loss or gradient.",
+    )
     # Advantages and losses
     gamma: float = Field(1.0, ge=0.0, le=1.0, description="Discount.")
     lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
@@ -643,15 +649,70 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+# What makes a run: recipes that differ here train different things, and one output_dir must not mix their
+# outputs (a stage stacked on another run's adapter, a resume from another run's checkpoint). Everything else
+# (schedules such as ppo.total_iterations, learning rates, eval, tracking) may change between the stages and
+# resumes of one run.
+RUN_KEYS = (
+    "model.name_or_path", "model.tokenizer_name_or_path", "seed",
+    "lora.r", "lora.alpha", "lora.target_modules", "lora.bias", "lora.layers", "lora.adapter_path",
+    "data.sources", "data.num_examples", "data.eval_fraction",
+)
+
+
+_ABSENT = object()  # a key an older config.yaml does not have: not compared
+
+
+def _run_value(resolved: dict, key: str) -> Any:
+    section, _, name = key.rpartition(".")
+    node = resolved.get(section, {}) if section else resolved
+    return node.get(name, _ABSENT) if isinstance(node, dict) else _ABSENT
+
+
+def _same_value(key: str, saved: Any, current: Any) -> bool:
+    from hermes_train.runtime.models import same_base
+
+    if saved is _ABSENT or saved == current:
+        return True
+    if key == "model.name_or_path" and isinstance(saved, str):
+        return same_base(saved, current)  # tiny:xs and its cache folder are one model
+    if key == "lora.adapter_path" and isinstance(saved, str) and current is not None:
+        return Path(saved).resolve() == Path(current).resolve()
+    return False
+
+
+def check_same_run(recipe: Recipe, config_path: str | Path | None = None) -> None:
+    """Refuse, in one line naming the differing ``RUN_KEYS``, a recipe whose output_dir already holds another
+    run: ``config_path`` (default ``output_dir/config.yaml``) is the resolved recipe its stages wrote."""
+    path = Path(config_path) if config_path is not None else Path(recipe.output_dir) / "config.yaml"
+    if not path.is_file():
+        return
+    saved = load_yaml(path, "resolved recipe")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: not a resolved recipe; delete it, or use another output_dir")
+    current = recipe.model_dump(mode="json")
+    differing = [(key, _run_value(saved, key), _run_value(current, key)) for key in RUN_KEYS
+                 if not _same_value(key, _run_value(saved, key), _run_value(current, key))]
+    if differing:
+        shown = "; ".join(f"{key} differs" if isinstance(now, (list, dict)) else f"{key} {_short_repr(was, 60)} there, {_short_repr(now, 60)} here"
+                          for key, was, now in differing)
+        raise ConfigError(f"{path.parent} holds another recipe's run ({shown}); use another output_dir, or delete "
+                          f"{path.parent} to start over")
+
+
 def save_resolved_recipe(recipe: Recipe, output_dir: str | Path | None = None) -> Path:
-    """Write ``<output_dir or recipe.output_dir>/config.yaml`` (creating the dir); returns its path."""
+    """Write ``<output_dir or recipe.output_dir>/config.yaml`` (creating the dir); returns its path. A config.yaml
+    of another run there is refused (``check_same_run``); the file is replaced whole, never seen half-written."""
     target = Path(output_dir if output_dir is not None else recipe.output_dir) / "config.yaml"
+    check_same_run(recipe, target)
+    staged = target.with_name(target.name + ".partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
+        staged.write_text(
             "# Fully resolved recipe (extends and overrides applied); load it again to rerun.\n" + recipe_to_yaml(recipe),
             encoding="utf-8",
         )
+        staged.replace(target)
     except OSError as exc:
         raise ConfigError(f"{target}: cannot write resolved recipe: {exc}") from None
     return target

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime import saved_files
 
 __all__ = ["export_run"]
 
@@ -38,10 +39,8 @@ def export_run(run_dir: str | Path, stage: str = "sft", out: str | Path | None =
     merged = policy.merge_and_unload()
 
     target = Path(out) if out is not None else run_dir / f"merged-{stage}"
-    try:
+    with saved_files.writing(target, remove=not target.exists()):  # a full disk: one line; a folder of the user's stays
         target.mkdir(parents=True, exist_ok=True)
         merged.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
-    except OSError as exc:
-        raise HermesTrainError(f"{target}: cannot write the merged model: {exc}") from None
     return target

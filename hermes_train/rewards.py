@@ -5,13 +5,14 @@
   tool, or arguments failing the tool's JSON schema. 0 for an episode that makes no call at all on a task
   that needs one (as is error_recovery): otherwise doing nothing scores both in full.
 * efficiency: the oracle's minimum number of calls over the calls made (retries of transient failures
-  are free), ``min(1, max(min_calls, 1) / max(calls, 1))``; 0 when the task was not completed at all,
-  because being quick at failing is not efficient.
+  and crashed calls are free), ``min(1, max(min_calls, 1) / max(calls, 1))``; 0 when the task was not
+  completed at all, because being quick at failing is not efficient.
 * error_recovery: ``min(1, 0.3 x recoveries)``, a recovery being a successful call right after a failed
   one. A failed call is one the agent is answerable for (invalid, or refused by the tool); transient
-  503-style failures are the environment's and do not count (recovering from them shows in
-  task_completion). An episode with no failed call scores ``reward.no_error_recovery_score`` (default
-  1.0: an agent is never paid for making mistakes so it can recover from them).
+  503-style failures and crashes (a tool's unexpected exception: a bug in the environment, which ends the
+  episode) are the environment's and do not count (recovering from them shows in task_completion). An
+  episode with no failed call scores ``reward.no_error_recovery_score`` (default 1.0: an agent is never
+  paid for making mistakes so it can recover from them).
 * goal_alignment: half for the late calls (second half of the episode) staying on the task's relevant
   tools and entities (or on values earlier calls returned, as in a nested chain), half for a final answer that speaks to the goal (names a relevant entity).
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 DIMENSIONS = ("task_completion", "tool_accuracy", "efficiency", "error_recovery", "goal_alignment")
 RECOVERY_CREDIT = 0.3
+ENVIRONMENT_FAILURES = ("transient", "crash")  # the environment's failures, not the agent's: they cost it nothing
 
 
 @dataclass
@@ -60,10 +62,10 @@ class RewardResult:
 
 
 def _recoveries(calls: list[CallRecord]) -> list[CallRecord]:
-    """Successful calls whose previous call (transient failures skipped) had failed."""
+    """Successful calls whose previous call (the environment's failures skipped) had failed."""
     found, previous_failed = [], False
     for call in calls:
-        if call.status == "transient":
+        if call.status in ENVIRONMENT_FAILURES:
             continue
         if call.status == "ok" and previous_failed:
             found.append(call)
@@ -125,7 +127,7 @@ def atropos_reward(record: EpisodeRecord, config: RewardConfig | None = None) ->
     weights = reward_weights(config)
     penalty = config.invalid_call_penalty
 
-    calls = [c for c in record.calls if c.status != "transient"]
+    calls = [c for c in record.calls if c.status not in ENVIRONMENT_FAILURES]
     invalid = [c for c in calls if c.status == "invalid"]
     failed = [c for c in calls if c.failed]
     recoveries = _recoveries(record.calls)

@@ -382,3 +382,84 @@ def test_a_task_that_changes_the_world_is_verified_against_the_experts_calls_rep
     question = Tally.generate_task("test", "recovery", 1)
     result = Tally.oracle(question)
     assert result.record.task_completion == 1.0 and [c.status for c in result.record.calls] == ["transient", "ok"]
+
+
+# --- a tool that raises: a bug in the environment ends its episode, scored, and nothing else -------------------
+
+class BuggyTally(Tally):
+    """Tally with a bug: adding 13 looks up a key that is not there."""
+
+    def add(self, n: int) -> int:
+        if n == 13:
+            return {"twelve": 12}["thirteen"]
+        self.count += n
+        return self.count
+
+    add.__doc__ = Tally.add.__doc__
+
+
+def test_a_raising_tool_ends_the_episode_scored_with_the_crash_recorded():
+    task = Tally.generate_task("train", "multi_step", 3)
+    record = Episode(BuggyTally(), task).play([call_text("add", {"n": 1}) + call_text("add", {"n": 13}) + call_text("get", {}), "Done."])
+    assert [c.status for c in record.calls] == ["ok", "crash"]  # it ended at the crash: the rest of the turn never ran
+    crash = record.calls[1]
+    assert crash.error.startswith("KeyError: 'thirteen'\n") and "test_environments.py" in crash.error and "in add" in crash.error
+    assert "bug in the environment" in crash.observation["error"] and "thirteen" not in crash.observation["error"]
+    assert len(record.turns) == 1 and not record.finished and record.final_answer is None
+    assert record.truncated == "the tool add crashed: KeyError: 'thirteen'"
+    reward = atropos_reward(record)
+    assert reward.dimensions["tool_accuracy"] == 1.0 and reward.counts["failed_calls"] == 0  # not the agent's failure
+    assert 0.0 <= reward.total <= 1.0 and record.task_completion == 0.0
+
+
+def test_a_value_the_tool_cannot_use_is_the_agents_error_not_a_crash():
+    cls = get_environment("apis")
+    env = cls()
+    env.reset(cls.generate_task("test", "single", 0))
+    observation = env.convert_currency(amount=10**400, source="USD", target="EUR")  # int too large for a float
+    assert env.record.calls[-1].status == "error" and "OverflowError" in observation["error"]
+
+
+def test_a_raising_tool_called_directly_as_trl_does_answers_an_error():
+    from hermes_train.config import RewardConfig
+    from hermes_train.rl.grpo import GrpoEnvironment
+
+    env = type("GrpoBuggyTally", (GrpoEnvironment, BuggyTally), {})()
+    env.reset(task=Tally.generate_task("train", "multi_step", 3).to_dict())
+    observation = env.add(n=13)  # TRL calls the tool methods directly, and must get an observation back
+    assert "bug in the environment" in observation["error"] and env.record.calls[-1].status == "crash"
+    calling = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"n": 13}}}]}
+    completion = [calling, {"role": "tool", "name": "add", "content": str(observation)}, {"role": "assistant", "content": "Done."}]
+    reward = env._score_episode(completion, RewardConfig())
+    assert [c.status for c in env.record.calls] == ["crash"] and reward.dimensions["tool_accuracy"] == 1.0
+
+
+def test_a_crash_in_a_batch_ends_only_its_episode(tiny_model_dir, tiny_tokenizer, monkeypatch):
+    from test_rollout import ForceTurns, oracle_scripts, runner
+    from transformers import AutoModelForCausalLM
+
+    from environments.apis import ApisEnv
+    from hermes_train.runtime import episodes
+    from hermes_train.runtime.episodes import RolloutSettings
+
+    class BuggyApis(ApisEnv):
+        def get_weather(self, city: str, unit: str = "celsius") -> dict:
+            if city == "Atlantis":
+                return self.world.weather[city]  # the bug: an unknown city is looked up unchecked
+            return ApisEnv.get_weather.__wrapped__(self, city, unit)
+
+        get_weather.__doc__ = ApisEnv.get_weather.__doc__
+
+    monkeypatch.setattr(episodes, "make_environment", lambda name, **options: BuggyApis(**options))
+    tasks = [ApisEnv.generate_task("train", "single", seed) for seed in (3, 4, 5)]
+    scripts, _ = oracle_scripts(tasks)
+    scripts[tasks[1].prompt] = [call_text("get_weather", {"city": "Atlantis"}), "It is sunny."]
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    settings = RolloutSettings(max_new_tokens_per_turn=300, max_episode_tokens=4000)
+    trajectories = runner(policy, tiny_tokenizer, settings, ForceTurns(tiny_tokenizer, scripts)).run(tasks)
+    crashed = trajectories[1]
+    assert crashed.record.truncated == "the tool get_weather crashed: KeyError: 'Atlantis'"
+    assert [c.status for c in crashed.record.calls] == ["crash"] and len(crashed.record.turns) == 1
+    assert 0.0 <= crashed.reward.total <= 1.0 and crashed.reward.dimensions["tool_accuracy"] == 1.0
+    for other in (trajectories[0], trajectories[2]):
+        assert other.record.finished and other.reward.total == pytest.approx(1.0)

@@ -13,9 +13,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -307,6 +309,96 @@ def test_slurm_launcher_rejects_bad_arguments(fake_slurm, argv):
                             env=fake_slurm, cwd=ROOT, timeout=60)
     assert result.returncode == 2
     assert "NODE " not in result.stdout
+
+
+@pytest.fixture
+def stoppable_slurm(fake_slurm, tmp_path):
+    """``fake_slurm`` on one node, with an srun that forwards USR1 to its task's whole process group (as slurmstepd
+    signals every process of a step), a ``scontrol requeue`` that is recorded, and an ``accelerate`` that stands for
+    the training: it reports whether it started with USR1 ignored (launch_node.sh's doing, so that the real launcher
+    survives it) and torchrun's shutdown timeout, then trains for FAKE_TRAIN_SECONDS (exit 0) or until USR1 (exit 1:
+    accelerate launch reports a stage that exited 75 as a failed worker)."""
+    bin_dir = tmp_path / "bin"
+    _write_executable(bin_dir / "scontrol", """#!/usr/bin/env bash
+case "$1" in
+    show) echo gpu-a07 ;;
+    requeue) echo "REQUEUE $2" >> "$FAKE_SLURM_LOG" ;;
+    *) exit 1 ;;
+esac
+""")
+    _write_executable(bin_dir / "srun", """#!/usr/bin/env bash
+while [[ $1 == --* ]]; do shift; done
+set -m  # the task in a process group of its own
+SLURM_NODEID=0 SLURM_PROCID=0 "$@" &
+task=$!
+trap 'kill -USR1 -- -$task' USR1
+while kill -0 $task 2>/dev/null; do wait $task || true; done
+wait $task
+""")
+    _write_executable(bin_dir / "accelerate", f"""#!{sys.executable}
+import json, os, signal, sys, time
+ignored = signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+stopped = []
+signal.signal(signal.SIGUSR1, lambda *_: stopped.append(True))  # as each training process does (PreemptionWatch)
+print("NODE " + json.dumps({{"usr1_ignored": ignored, "shutdown_timeout": os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT"),
+                            "script_args": sys.argv[sys.argv.index("hermes_train") + 1:]}}), flush=True)
+open(os.environ["FAKE_READY"], "w").close()
+deadline = time.monotonic() + float(os.environ["FAKE_TRAIN_SECONDS"])
+while not stopped and time.monotonic() < deadline:
+    time.sleep(0.01)
+sys.exit(1 if stopped else 0)
+""")
+    return dict(fake_slurm, SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="gpu-a07", SLURM_JOB_ID="4242",
+                PYTHON=sys.executable, FAKE_SLURM_LOG=str(tmp_path / "slurm.log"), FAKE_READY=str(tmp_path / "ready"),
+                FAKE_TRAIN_SECONDS="0")
+
+
+def _node(output: str) -> dict:
+    nodes = [json.loads(line[5:]) for line in output.splitlines() if line.startswith("NODE ")]
+    assert len(nodes) == 1, output
+    return nodes[0]
+
+
+def test_slurm_launcher_requeues_a_stage_stopped_before_its_time_limit(stoppable_slurm):
+    text = (SLURM_DIR / "train.sbatch").read_text()
+    assert "#SBATCH --requeue\n" in text and "#SBATCH --signal=B:USR1@120\n" in text
+    env = dict(stoppable_slurm, FAKE_TRAIN_SECONDS="120")
+    process = subprocess.Popen(["bash", str(SLURM_DIR / "train.sbatch"), "sft", "recipes/tiny.yaml"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready, deadline = Path(env["FAKE_READY"]), time.monotonic() + 60
+    while not ready.exists():  # the training has started (and installed its handler)
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@120 sends the batch shell
+    output, _ = process.communicate(timeout=60)
+    node = _node(output)
+    assert node["usr1_ignored"]  # the launcher does not die of it
+    assert node["shutdown_timeout"] == "3600"  # nor does torchrun's agent cut a save short 30 s after a SIGTERM
+    assert process.returncode == 1, output  # stopped, not finished
+    assert Path(env["FAKE_SLURM_LOG"]).read_text() == "REQUEUE 4242\n", output
+
+
+def test_slurm_launcher_leaves_a_finished_stage_alone(stoppable_slurm):
+    result = subprocess.run(["bash", str(SLURM_DIR / "train.sbatch"), "sft", "recipes/tiny.yaml"], cwd=ROOT,
+                            env=stoppable_slurm, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _node(result.stdout)["script_args"] == ["sft", "recipes/tiny.yaml"]
+    assert not Path(stoppable_slurm["FAKE_SLURM_LOG"]).exists()
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete-checkpoint", "incomplete-checkpoint"])
+def test_a_requeued_run_resumes_from_a_complete_checkpoint(stoppable_slurm, tmp_path, complete):
+    from hermes_train.runtime.preemption import mark_complete
+
+    checkpoint = tmp_path / "run" / "sft" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    if complete:
+        mark_complete(checkpoint)
+    argv = ["sft", "recipes/tiny.yaml", f"output_dir={tmp_path / 'run'}"]
+    result = subprocess.run(["bash", str(SLURM_DIR / "train.sbatch"), *argv], cwd=ROOT,
+                            env=dict(stoppable_slurm, SLURM_RESTART_COUNT="1"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _node(result.stdout)["script_args"] == argv + (["--resume"] if complete else [])
 
 
 # ------------------------------------------------------------------------------------------------------------

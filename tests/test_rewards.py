@@ -63,6 +63,16 @@ def test_transient_failures_are_the_environments_not_the_agents():
     assert reward.counts["transient_failures"] == 1
 
 
+def test_a_crashed_call_is_the_environments_failure_not_the_agents():
+    # A crash ends the episode at that call: no answer, scored like a transient failure otherwise.
+    crashed = atropos_reward(episode([[ok(0), bad(0, status="crash")]], answer=None, completion=0.0, finished=False))
+    assert crashed.dimensions["tool_accuracy"] == 1.0 and crashed.dimensions["error_recovery"] == 1.0
+    assert crashed.counts["calls"] == 1 and crashed.counts["failed_calls"] == 0
+    # Between a refusal and the successful retry, a crash neither breaks nor makes the recovery.
+    recovered = atropos_reward(episode([[bad(0, status="error")], [bad(1, status="crash")], [ok(2)]]))
+    assert recovered.dimensions["error_recovery"] == pytest.approx(0.3) and recovered.dimensions["efficiency"] == 0.5
+
+
 def test_prose_without_calls_or_success_scores_nothing():
     # Doing nothing on a task that needs a call must not earn the accuracy and recovery terms (it once scored
     # 0.40, more than trying and failing, and PPO learned to stop calling).

@@ -140,6 +140,7 @@ def episode_row(model: str, trajectory, tokenizer) -> dict[str, Any]:
         "invalid_calls": r.counts["invalid_calls"],
         "oracle_calls": r.counts["min_calls"],
         "turns": r.counts["turns"],
+        "tool_crashes": sum(c.status == "crash" for c in record.calls),  # bugs in the environment; truncated says where
         "truncated": record.truncated,
         "final_answer": record.final_answer,
         "messages": trajectory_messages(trajectory, tokenizer),
@@ -392,6 +393,7 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from hermes_train.config import save_resolved_recipe
+    from hermes_train.runtime.models import check_policy
 
     start = time.perf_counter()
     episodes = episodes or recipe.eval.episodes
@@ -402,6 +404,9 @@ def run_eval(recipe: Recipe, *, adapters: list[ModelSpec] | None = None, include
     specs = ([ModelSpec("base")] if include_base else []) + (run_adapters(recipe) if adapters is None else adapters)
     if not specs:
         raise HermesTrainError("nothing to evaluate: no base model and no adapters")
+    for spec in specs:  # a bad adapter, or one trained on another base, is reported before any model plays
+        if spec.adapter is not None:
+            check_policy(recipe, spec.adapter)
     tasks = eval_tasks(recipe, episodes, split, start_seed)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_recipe(recipe)

@@ -3,7 +3,7 @@
 ``run_grpo(recipe)`` trains a LoRA adapter with TRL's multi-turn tool loop and lays out ``recipe.output_dir`` as::
 
     config.yaml                 the resolved recipe
-    grpo/checkpoint-N/          Trainer checkpoints (the final one; --resume continues from the last)
+    grpo/checkpoint-N/          Trainer checkpoints (the final one, or where a signal stopped it; --resume continues)
     grpo/adapter/               the final adapter (PEFT format) and the tokenizer
     grpo/metrics.jsonl          one JSON object per logging step (rewards/<dimension>/mean among them)
 
@@ -349,9 +349,7 @@ def grpo_training_args(recipe: Recipe, *, report_to: list[str] | None = None, ru
 
 def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = None):
     """The trainer ``run_grpo`` trains with (``args`` defaults to ``grpo_training_args(recipe)``); writes nothing."""
-    from peft import PeftModel
-
-    from hermes_train.runtime.models import load_causal_lm, lora_config
+    from hermes_train.runtime.models import load_adapter, load_causal_lm, lora_config
     from hermes_train.runtime.device import choose_precision
 
     if args is None:
@@ -366,7 +364,7 @@ def build_grpo_trainer(recipe: Recipe, *, args=None, callbacks: list | None = No
     model = load_causal_lm(recipe.model, dtype=weight_dtype)
     adapter = starting_adapter(recipe)
     if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        model = load_adapter(recipe, model, adapter, is_trainable=True)
 
     trainer = _trainer_class()(
         model=model,
@@ -408,9 +406,11 @@ def _summary(trainer, adapter: Path, seconds: float) -> Table:
 def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
     """Train the GRPO adapter of ``recipe``; returns the adapter folder (``output_dir/grpo/adapter``).
 
-    ``resume=True`` continues from the last checkpoint in ``output_dir/grpo`` (e.g. after raising
-    ``grpo.max_steps``). Without it, a previous run's adapter and checkpoints there are replaced.
+    ``resume=True`` continues from the newest complete checkpoint in ``output_dir/grpo`` (after a preemption, or
+    after raising ``grpo.max_steps``). SIGTERM / SIGUSR1 stop the run after the current step with a checkpoint
+    (``Preempted``). Without it, a previous run's adapter and checkpoints there are replaced.
     """
+    from hermes_train.runtime import saved_files
     from hermes_train.runtime.run_info import dataloader_world_size
     from hermes_train.runtime.stage import StageRun
 
@@ -430,8 +430,11 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
                 highlight=False,
             )
 
-        trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
-        trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+        with saved_files.trainer_checkpoints(run.directory, run.checkpoint):  # a bad checkpoint or a full disk: one line
+            trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        run.raise_if_preempted()  # stopped on a signal: its checkpoint ends the stage, the final adapter waits for --resume
+        with saved_files.writing(run.adapter, state.is_main_process):
+            trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
         if state.is_main_process:
             # With beta > 0 and a starting adapter, TRL trains against a frozen copy of it (adapter "ref"), which PEFT
             # saves in a subfolder; the result is the trained adapter alone.

@@ -47,11 +47,10 @@ from hermes_train.rl.ppo_checkpoint import (
     Checkpointer,
     LoopState,
     append_jsonl,
-    checkpoints,
-    latest_checkpoint,
     trim_jsonl,
     zero_stage,
 )
+from hermes_train.runtime import saved_files
 from hermes_train.runtime.stage import StageRun
 
 if TYPE_CHECKING:
@@ -85,15 +84,6 @@ def ppo_dir(recipe: Recipe) -> Path:
     return Path(recipe.output_dir) / PPO_STAGE
 
 
-def ppo_progress(recipe: Recipe) -> str:
-    """``"done"`` (the final adapter is saved), ``"partial"`` (checkpoints but no final adapter: resumable) or
-    ``"none"``; the pipeline uses it to skip or resume the stage."""
-    directory = ppo_dir(recipe)
-    if (directory / "adapter" / "adapter_model.safetensors").is_file():
-        return "done"
-    return "partial" if checkpoints(directory) else "none"
-
-
 @dataclass
 class PpoResult:
     adapter: Path
@@ -114,7 +104,7 @@ def run_ppo(recipe: Recipe, resume: bool = False) -> Path:
 def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
     _check_recipe(recipe)
     ppo, history = recipe.ppo, []
-    with StageRun(recipe, PPO_STAGE, resume, latest_checkpoint=latest_checkpoint) as run:
+    with StageRun(recipe, PPO_STAGE, resume) as run:
         learner = Learner.build(recipe, run)
         loop = LoopState(kl=ppo_core.KLController(ppo.kl_coef, ppo.target_kl), moments=ppo_core.RunningMoments())
         checkpointer = Checkpointer(learner.accelerator, learner.model, learner.tokenizer, run.directory)
@@ -132,7 +122,7 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
             rollout_seconds, started = time.perf_counter() - started, time.perf_counter()
             batch, kl = score(learner, trajectories, loop)
             advantages(learner, batch)
-            update_metrics = update(learner, batch, iteration)
+            update_metrics = update(learner, batch, iteration, loop)
             update_seconds = time.perf_counter() - started
 
             metrics = {"iteration": iteration, **rollout_metrics(learner, trajectories, batch, kl), **update_metrics}
@@ -141,11 +131,21 @@ def train_ppo(recipe: Recipe, resume: bool = False) -> PpoResult:
                             "throughput/tokens_per_s": generated / max(rollout_seconds, 1e-9), "episodes": loop.episodes})
             log(learner, run, tracker, metrics, trajectories)
             history.append(metrics)
-            if ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations:
-                checkpointer.save(loop)
+            due = ppo.save_every and iteration % ppo.save_every == 0 and iteration < ppo.total_iterations
+            saved = checkpointer.save(loop) if due else None
+            if loop.skipped_in_a_row >= ppo.max_skipped_in_a_row:
+                # Skipped steps change nothing: the weights saved now are those of the last good step.
+                raise HermesTrainError(
+                    f"ppo: {loop.skipped_in_a_row} optimizer steps in a row skipped on a non-finite loss or gradient; "
+                    f"stopped with {saved or checkpointer.save(loop)}, which no such step touched (lower ppo.learning_rate "
+                    "or check the rewards, then --resume)"
+                )
+            if loop.iteration < ppo.total_iterations and run.stop_requested():
+                run.stop(saved or checkpointer.save(loop))
 
         final = checkpointer.save(loop) if loop.iteration else None
-        checkpointer.save_adapters(run.adapter)
+        with saved_files.writing(run.adapter, learner.main):  # a full disk: one line, no half-written adapter left
+            checkpointer.save_adapters(run.adapter)
         summary = (f"[green]PPO finished[/green] {loop.iteration} iterations in {run.seconds():.0f}s; adapter {escape(str(run.adapter))}"
                    + (f", checkpoint {escape(str(final))}" if final else ""))
         # Each rank rolls out its own episodes: its task sampler is its data loader, sharded over all processes.
@@ -309,7 +309,7 @@ def advantages(learner: Learner, batch: Batch) -> None:
         batch.advantages = ppo_core.masked_whiten(batch.advantages, batch.action_mask, reduce_sum=reduce_sum)
 
 
-def update(learner: Learner, batch: Batch, iteration: int) -> dict[str, float]:
+def update(learner: Learner, batch: Batch, iteration: int, loop: LoopState) -> dict[str, float]:
     """4. ``epochs`` passes over shuffled minibatches, stopping early past ``early_stop_kl``; then the scheduler steps."""
     ppo, sizes, accelerator = learner.recipe.ppo, learner.sizes, learner.accelerator
     learner.model.train()
@@ -319,7 +319,7 @@ def update(learner: Learner, batch: Batch, iteration: int) -> dict[str, float]:
     for epoch in range(ppo.epochs):
         permutation = torch.randperm(sizes.episodes, generator=order)
         for start in range(0, sizes.episodes, sizes.minibatch):
-            approx_kl = train_minibatch(learner, batch, permutation[start : start + sizes.minibatch], meter, counts)
+            approx_kl = train_minibatch(learner, batch, permutation[start : start + sizes.minibatch], meter, counts, loop)
             if ppo.early_stop_kl is not None and approx_kl > ppo.early_stop_kl:
                 epochs, stopped = epoch + 1, True
                 break
@@ -333,7 +333,8 @@ def update(learner: Learner, batch: Batch, iteration: int) -> dict[str, float]:
             "ppo/early_stopped": float(stopped), "ppo/learning_rate": learner.scheduler.get_last_lr()[0]}
 
 
-def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, meter: MeanMeter, counts: dict[str, int]) -> float:
+def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, meter: MeanMeter, counts: dict[str, int],
+                    loop: LoopState) -> float:
     """One optimizer step over ``minibatch`` (episode indices), accumulated over micro-batches; returns the approximate
     KL to the rollout policy of the last micro-batch, averaged over ranks."""
     ppo, accelerator, model = learner.recipe.ppo, learner.accelerator, learner.model
@@ -358,11 +359,15 @@ def train_minibatch(learner: Learner, batch: Batch, minibatch: torch.Tensor, met
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), ppo.max_grad_norm)
                 if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
                     counts["skipped"] += 1
-                elif accumulated:
+                    accumulated = 0
+                if accumulated:
                     learner.optimizer.step()
                     counts["steps"] += 1
+                    loop.skipped_in_a_row = 0
                     if grad_norm is not None:
                         meter.add("ppo/grad_norm", float(grad_norm))
+                else:
+                    loop.skipped_in_a_row += 1
                 learner.optimizer.zero_grad()
                 accumulated = 0
         if finite:

@@ -1,15 +1,19 @@
 """PPO's checkpoints: ``checkpoint-N/`` holds accelerate's state (trainable weights, optimizer, scheduler, RNG of
-every rank), the loop's own state and the adapters in PEFT format; the JSONL logs a resumed run continues."""
+every rank), the loop's own state and the adapters in PEFT format; the JSONL logs a resumed run continues.
+Each is written to ``checkpoint-N.partial`` and renamed into place once complete (``runtime.preemption``)."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hermes_train.rl import ppo_core
+from hermes_train.runtime.preemption import staged_directory
+from hermes_train.runtime.saved_files import RESUME_ADVICE, check_folder, reading
 
 STATE_FILE = "ppo_state.json"
 
@@ -17,12 +21,6 @@ STATE_FILE = "ppo_state.json"
 def zero_stage(accelerator) -> int:
     plugin = accelerator.state.deepspeed_plugin
     return int(plugin.zero_stage) if plugin is not None else 0
-
-
-def checkpoints(directory: Path) -> list[Path]:
-    """The complete checkpoints in ``directory``, oldest first."""
-    found = [p for p in directory.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
 def trim_jsonl(path: Path, last_iteration: int) -> None:
@@ -56,20 +54,23 @@ class LoopState:
     moments: ppo_core.RunningMoments | None = None
     episodes: int = 0
     policy_tokens: int = 0
+    skipped_in_a_row: int = 0  # optimizer steps skipped on non-finite values since the last good one
 
     def to_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "kl": self.kl.state_dict(), "moments": vars(self.moments),
-                "episodes": self.episodes, "policy_tokens": self.policy_tokens}
+                "episodes": self.episodes, "policy_tokens": self.policy_tokens, "skipped_in_a_row": self.skipped_in_a_row}
 
     def advance(self, iteration: int, kl: float, episodes: int, policy_tokens: int) -> None:
-        """After an iteration: the adaptive KL coefficient follows the measured ``kl``; counters grow."""
-        self.kl.update(kl, episodes)
+        """After an iteration: the adaptive KL coefficient follows the measured ``kl`` (a finite one); counters grow."""
+        if math.isfinite(kl):
+            self.kl.update(kl, episodes)
         self.iteration = iteration
         self.episodes += episodes
         self.policy_tokens += policy_tokens
 
     def load(self, data: dict[str, Any]) -> None:
         self.iteration, self.episodes, self.policy_tokens = data["iteration"], data["episodes"], data["policy_tokens"]
+        self.skipped_in_a_row = data["skipped_in_a_row"]
         self.kl.load_state_dict(data["kl"])
         self.moments = ppo_core.RunningMoments(**data["moments"])
 
@@ -102,21 +103,19 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
 
     def save(self, loop: LoopState) -> Path:
-        out = self.directory / f"checkpoint-{loop.iteration}"
+        target = self.directory / f"checkpoint-{loop.iteration}"
         kwargs = {"exclude_frozen_parameters": True} if self.deepspeed else {}
-        self.accelerator.save_state(str(out / "state"), **kwargs)
-        self.save_adapters(out / "adapter")
-        if self.accelerator.is_main_process:
-            (out / STATE_FILE).write_text(json.dumps(loop.to_dict(), indent=2) + "\n", encoding="utf-8")
-        self.accelerator.wait_for_everyone()
-        return out
+        with staged_directory(target, self.accelerator.is_main_process) as out:
+            self.accelerator.save_state(str(out / "state"), **kwargs)
+            self.save_adapters(out / "adapter")
+            if self.accelerator.is_main_process:
+                (out / STATE_FILE).write_text(json.dumps(loop.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return target
 
     def load(self, checkpoint: Path, loop: LoopState) -> None:
+        """A truncated or corrupted file in ``checkpoint`` is one line naming it (``runtime.saved_files``)."""
         kwargs = {"load_module_strict": False} if self.deepspeed else {"strict": False}
-        self.accelerator.load_state(str(checkpoint / "state"), **kwargs)
-        loop.load(json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")))
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    found = checkpoints(directory)
-    return found[-1] if found else None
+        check_folder(checkpoint, RESUME_ADVICE)
+        with reading(checkpoint, RESUME_ADVICE):
+            self.accelerator.load_state(str(checkpoint / "state"), **kwargs)
+            loop.load(json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")))

@@ -1,5 +1,7 @@
 """Loading tokenizers and causal LMs for every stage, the same way for the tiny model, local folders and hub ids,
-and trained policies (base + stacked adapters + tokenizer) through one ``load_policy``."""
+and trained policies (base + stacked adapters + tokenizer) through one ``load_policy``. Every adapter loads through
+``load_adapter``: its files checked whole first, and one trained on another base refused in one line, by the base
+its config records (``same_base``) or by the first tensor whose shape does not fit."""
 
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ from typing import TYPE_CHECKING
 
 from hermes_train import formatting
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime import saved_files
 
 GENERATION_MARK = re.compile(r"{%-?\s*generation\s*-?%}")
 STACK_FILE = "hermes_adapter_stack.json"  # in a saved PPO adapter: the adapters merged into the base beneath it
+ADAPTER_ADVICE = "train it again or restore it from a copy"
+HUB_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+)--(?P<name>[^/]+)/snapshots/")
+SIZE_MISMATCH = re.compile(r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) "
+                           r"from checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)")
 
 if TYPE_CHECKING:
     from hermes_train.config import ModelConfig, Recipe
@@ -32,6 +39,38 @@ def resolve_model_path(name_or_path: str, cache_dir: str | Path | None = None) -
             raise HermesTrainError(f"unknown tiny model {name_or_path!r}; choose one of {', '.join('tiny:' + s for s in SIZES)}")
         return str(ensure_tiny_model(match["size"], cache_dir=cache_dir))
     return name_or_path
+
+
+def base_identity(name_or_path: str) -> str:
+    """What names a base model wherever it lies: a short name's cache folder name (it records the size, seed and
+    build version, not the cache's place), a hub id (also for a folder in the hub's cache), else the folder's
+    real path."""
+    from hermes_train.runtime.bundled_models import BUNDLED, cached_folder
+    from hermes_train.runtime.tiny_model import TINY_NAME_RE, cached_build
+
+    if name_or_path in BUNDLED:
+        return cached_folder(name_or_path).name
+    match = TINY_NAME_RE.match(name_or_path)
+    if match:
+        return cached_build(match["size"]).name
+    path = Path(name_or_path).expanduser()
+    if not (path.is_dir() or name_or_path.startswith(("/", ".", "~"))):
+        return name_or_path  # a hub id
+    real = path.resolve()
+    snapshot = HUB_SNAPSHOT.search(real.as_posix())
+    if snapshot:
+        return f"{snapshot['org']}/{snapshot['name']}"
+    bundled = "|".join(re.escape(name.replace(":", "-")) for name in BUNDLED)
+    if re.fullmatch(rf"(tiny-[a-z]+-seed\d+|{bundled})-v\d+", real.name):  # cached_build's and cached_folder's names
+        return real.name  # a short name's cache folder, wherever that cache is
+    return str(real)
+
+
+def same_base(a: str, b: str) -> bool:
+    """Whether two model names can denote the same base. A plain local folder could hold anything, so it is not
+    refused on its name (a shape mismatch still shows on loading)."""
+    first, second = base_identity(a), base_identity(b)
+    return first == second or first.startswith("/") or second.startswith("/")
 
 
 def _from_pretrained(loader, field: str, name_or_path: str, **options):
@@ -84,13 +123,46 @@ def load_causal_lm(cfg: ModelConfig, **kwargs):
     return _from_pretrained(AutoModelForCausalLM, "model.name_or_path", cfg.name_or_path, **options)
 
 
-def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
-    """The recipe's base model with ``merged`` adapters folded into its weights, in order."""
+def check_adapter(recipe: Recipe, adapter: Path) -> None:
+    """Before ``adapter`` is loaded: its files whole (``saved_files.check_folder``) and the base its
+    ``adapter_config.json`` records the recipe's (``same_base``); otherwise one line naming the file or both bases."""
+    saved_files.check_folder(adapter, ADAPTER_ADVICE)
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    recorded = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    name = recipe.model.name_or_path
+    if recorded and not same_base(recorded, name):
+        shown = name if base_identity(name) == name else f"{name} ({base_identity(name)})"
+        raise HermesTrainError(f"adapter {adapter} was trained on another base, {recorded}, not on model.name_or_path {shown}; "
+                               "use the recipe it was trained with")
+
+
+def load_adapter(recipe: Recipe, model, adapter: str | Path, **options):
+    """``PeftModel.from_pretrained(model, adapter, **options)`` once ``check_adapter`` passed; a bad file or an
+    adapter whose tensors do not fit ``model`` is one line naming it (and the first tensor that does not fit)."""
     from peft import PeftModel
 
+    adapter = Path(adapter)
+    check_adapter(recipe, adapter)
+    try:
+        with saved_files.reading(adapter, ADAPTER_ADVICE):
+            return PeftModel.from_pretrained(model, str(adapter), **options)
+    except RuntimeError as exc:
+        mismatch = SIZE_MISMATCH.search(str(exc))
+        if mismatch is None:  # anything else is a bug: keep its traceback
+            raise
+        raise HermesTrainError(
+            f"adapter {adapter} does not fit model {recipe.model.name_or_path}: {mismatch['name']} is {mismatch['saved']} in the "
+            f"adapter, {mismatch['model']} in the model (trained on another base?)"
+        ) from None
+    except ValueError as exc:  # PEFT: target modules the model lacks
+        raise HermesTrainError(f"adapter {adapter} does not fit model {recipe.model.name_or_path}: {saved_files.first_line(exc)}") from None
+
+
+def load_merged_base(recipe: Recipe, merged: list[str | Path], **model_kwargs):
+    """The recipe's base model with ``merged`` adapters folded into its weights, in order."""
     model = load_causal_lm(recipe.model, **model_kwargs)
     for adapter in merged:
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model = load_adapter(recipe, model, adapter).merge_and_unload()
     return model
 
 
@@ -120,12 +192,10 @@ def load_policy(recipe: Recipe, adapter: str | Path | None = None, **model_kwarg
     (``STACK_FILE``) merged in and ``adapter`` on top (a ``PeftModel``; an SFT adapter has nothing beneath).
     The tokenizer is the one saved with the adapter (the one training used) when there is one, else the
     recipe's; ``load_tokenizer`` gives it the Hermes template either way. Problems the user can fix are
-    one-line ``HermesTrainError``s, the adapter's before any weights are loaded.
+    one-line ``HermesTrainError``s, the adapter's before any weights are loaded (``check_policy``).
     """
-    from peft import PeftModel
-
     adapter = Path(adapter).expanduser() if adapter is not None else None
-    beneath = _merged_beneath(adapter) if adapter is not None else []
+    beneath = check_policy(recipe, adapter) if adapter is not None else []
     cfg = recipe.model
     if adapter is not None and (adapter / "tokenizer_config.json").is_file():
         cfg = cfg.model_copy(update={"tokenizer_name_or_path": str(adapter)})
@@ -134,15 +204,19 @@ def load_policy(recipe: Recipe, adapter: str | Path | None = None, **model_kwarg
         tokenizer = load_tokenizer(cfg)
         if adapter is None:
             return load_causal_lm(recipe.model, **model_kwargs), tokenizer
-        model = PeftModel.from_pretrained(load_merged_base(recipe, beneath, **model_kwargs), str(adapter))
-    except (ValueError, OSError) as exc:  # an unrecognised config or unreadable adapter files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HermesTrainError(f"cannot load {shown}: {first}") from None
-    except RuntimeError as exc:
-        if adapter is None or "size mismatch" not in str(exc):  # anything else is a bug: keep its traceback
-            raise
-        raise HermesTrainError(f"adapter {adapter} does not fit model {recipe.model.name_or_path} (size mismatch: was it trained on another base?)") from None
+        model = load_adapter(recipe, load_merged_base(recipe, beneath, **model_kwargs), adapter)
+    except (ValueError, OSError) as exc:  # an unrecognised config or unreadable model files
+        raise HermesTrainError(f"cannot load {shown}: {saved_files.first_line(exc)}") from None
     return model, tokenizer
+
+
+def check_policy(recipe: Recipe, adapter: Path) -> list[str]:
+    """``check_adapter`` on ``adapter`` and on every adapter its PPO stack records beneath it, before any weights
+    are loaded; returns those beneath."""
+    beneath = _merged_beneath(adapter)
+    for path in [*beneath, adapter]:
+        check_adapter(recipe, Path(path))
+    return beneath
 
 
 def cast_frozen_linears_for_autocast(model) -> int:

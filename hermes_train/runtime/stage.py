@@ -2,7 +2,7 @@
 
 ::
 
-    with StageRun(recipe, "ppo", resume, latest_checkpoint=ppo_checkpoint) as run:
+    with StageRun(recipe, "ppo", resume) as run:
         accelerator = ...                     # after run.report_to: trackers read their environment at set-up
         run.begin(accelerator.state)          # replace the previous run (or resume it), write config.yaml
         ...                                   # train; log through run.tracker() or run.callbacks()
@@ -10,20 +10,23 @@
 
 A fresh run replaces everything in ``output_dir/<stage>``: a later ``--resume`` must continue this run, not
 an older run's last checkpoint. An input that lies inside that folder (a starting adapter) is refused first.
+While the stage runs, SIGTERM / SIGUSR1 ask it to stop after the current step with a complete checkpoint
+(``hermes_train.runtime.preemption``); ``--resume`` continues from the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from transformers import TrainerCallback
 
 from hermes_train.errors import HermesTrainError
+from hermes_train.runtime.preemption import Preempted, PreemptionWatch, latest_complete, mark_complete
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -31,23 +34,33 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-def hf_checkpoint(directory: Path) -> Path | None:
-    """The newest ``checkpoint-N`` a transformers ``Trainer`` wrote in ``directory``."""
-    from transformers.trainer_utils import get_last_checkpoint
+class _TrainerPreemption(TrainerCallback):
+    """A ``Trainer``'s side of the contract: stop and save after the step a signal arrived in (every rank at the
+    same step), and mark each checkpoint complete once every rank has written it."""
 
-    found = get_last_checkpoint(str(directory)) if directory.is_dir() else None
-    return Path(found) if found else None
+    def __init__(self, watch: PreemptionWatch):
+        self.watch = watch
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.watch.agreed():
+            control.should_save = control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank's shards are on disk
+        if state.is_world_process_zero:
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", step=state.global_step)
 
 
 class StageRun:
     """``output_dir/<stage>`` for one run of a training stage, from set-up to summary (see the module docstring).
 
-    ``latest_checkpoint(directory)`` finds what ``--resume`` continues (default: a Trainer's checkpoints);
     ``protect`` is an input the run reads that a fresh run must not delete (refused when inside the folder).
     """
 
-    def __init__(self, recipe: Recipe, stage: str, resume: bool = False, *,
-                 latest_checkpoint: Callable[[Path], Path | None] = hf_checkpoint, protect: Path | None = None):
+    def __init__(self, recipe: Recipe, stage: str, resume: bool = False, *, protect: Path | None = None):
         self.recipe, self.stage, self.resume = recipe, stage, resume
         self.directory = Path(recipe.output_dir) / stage
         self.adapter = self.directory / "adapter"
@@ -55,16 +68,21 @@ class StageRun:
         self.checkpoint: Path | None = None
         self.report_to: list[str] = []
         self.name = ""
-        self._latest_checkpoint, self._protect = latest_checkpoint, protect
+        self._protect = protect
+        self.watch = PreemptionWatch()
         self._tracker = None
         self._main = False
 
     def __enter__(self) -> StageRun:
+        from hermes_train.config import check_same_run
         from hermes_train.runtime.tracking import configure_tracking, run_name
 
         self.started = time.perf_counter()
+        check_same_run(self.recipe)  # another recipe's run in output_dir is refused before anything is replaced
         if self.resume:
-            self.checkpoint = self._latest_checkpoint(self.directory)
+            self.checkpoint, unfinished = latest_complete(self.directory)
+            for checkpoint in unfinished:  # newer than the one resumed: their save was cut short
+                console.print(f"[yellow]skipping[/yellow] {escape(str(checkpoint))}: incomplete (its save was interrupted)", highlight=False)
             if self.checkpoint is None:
                 raise HermesTrainError(f"--resume: no checkpoint to resume from in {self.directory} (run without --resume to start)")
         elif self._protect is not None and self.directory.resolve() in Path(self._protect).resolve().parents:
@@ -74,6 +92,7 @@ class StageRun:
             )
         self.report_to = configure_tracking(self.recipe, self.stage)
         self.name = run_name(self.recipe, self.stage)
+        self.watch.__enter__()
         return self
 
     def begin(self, state) -> None:
@@ -97,7 +116,7 @@ class StageRun:
         """A ``Trainer``'s callbacks: ``metrics.jsonl`` always (continued on resume), the recipe in the W&B config."""
         from hermes_train.runtime.tracking import MetricsJsonlCallback, RecipeConfigCallback
 
-        callbacks = [MetricsJsonlCallback(self.metrics_path, append=self.checkpoint is not None)]
+        callbacks = [MetricsJsonlCallback(self.metrics_path, append=self.checkpoint is not None), _TrainerPreemption(self.watch)]
         if self.report_to:
             callbacks.append(RecipeConfigCallback(self.recipe, self.stage))
         return callbacks
@@ -123,6 +142,19 @@ class StageRun:
             report_after_stage(self.recipe.output_dir)
         self._close(self.adapter if self.recipe.tracking.log_artifacts else None)
 
+    def stop_requested(self) -> bool:
+        """Whether a signal asked the run to stop (any rank): call it where every rank is at the same step."""
+        return self.watch.agreed()
+
+    def stop(self, checkpoint: Path | None) -> None:
+        """End a stage that stopped on a signal after saving ``checkpoint``."""
+        raise Preempted(self.stage, checkpoint, self.watch.signal_name or "a signal")
+
+    def raise_if_preempted(self) -> None:
+        """After ``Trainer.train()`` returns: if a signal stopped it, the checkpoint it saved ends the stage."""
+        if self.stop_requested():  # agreed, so that no rank goes on into the final save while another stops
+            self.stop(latest_complete(self.directory)[0])
+
     def seconds(self) -> float:
         return time.perf_counter() - self.started
 
@@ -138,5 +170,6 @@ class StageRun:
             finish_wandb_run(wandb.run, artifact)  # the Trainer's run (WandbCallback opened it)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
+        self.watch.__exit__()
         if exc_type is not None:
             self._close()  # a failed run still closes its tracker, so its metrics so far are written out

@@ -5,7 +5,7 @@
 ``recipe.output_dir`` as::
 
     config.yaml                 the resolved recipe
-    sft/checkpoint-N/           Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state)
+    sft/checkpoint-N/           Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state, completion marker)
     sft/adapter/                the final adapter (PEFT format) and the tokenizer
     sft/metrics.jsonl           one JSON object per logging / evaluation step
     sft/data_stats.json         what the data mix drew (SftData.stats)
@@ -26,6 +26,7 @@ writes the shared files.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 SFT_STAGE = "sft"
+NUM_TOKENS_FILE = "num_tokens.json"  # in each checkpoint: TRL's token count, which a resumed run continues
 console = Console(stderr=True)
 
 
@@ -176,6 +178,31 @@ def score_loss_positions_only() -> None:
     trl_utils._use_triton = compact
 
 
+@functools.cache
+def _trainer_class():
+    """``HermesSFTTrainer`` (built on first use: importing TRL is slow)."""
+    from trl import SFTTrainer
+
+    class HermesSFTTrainer(SFTTrainer):
+        """``SFTTrainer`` whose logged ``num_tokens`` goes on across a resume as if the run had never stopped: TRL
+        counts it in memory from 0, so each checkpoint keeps the count and a resumed run starts from it."""
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+                (checkpoint / NUM_TOKENS_FILE).write_text(json.dumps(self._total_train_tokens) + "\n", encoding="utf-8")
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            if isinstance(resume_from_checkpoint, str | Path):
+                saved = Path(resume_from_checkpoint) / NUM_TOKENS_FILE
+                if saved.is_file():  # absent from a checkpoint another trainer wrote
+                    self._total_train_tokens = json.loads(saved.read_text(encoding="utf-8"))
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    return HermesSFTTrainer
+
+
 def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list | None = None,
                       report_to: list[str] | None = None, run_name: str | None = None,
                       output_dir: str | Path | None = None):
@@ -185,14 +212,12 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     ``sft_training_args(recipe, report_to=..., run_name=..., output_dir=...)``. Building it writes no output
     file; tests and the benchmark use it to look at what training actually sees.
     """
-    from peft import PeftModel
     from transformers.trainer_utils import IntervalStrategy
-    from trl import SFTTrainer
 
     score_loss_positions_only()
 
     from hermes_train.formatting import IM_END
-    from hermes_train.runtime.models import load_causal_lm, load_tokenizer, lora_config
+    from hermes_train.runtime.models import load_adapter, load_causal_lm, load_tokenizer, lora_config
     from hermes_train.sft.packing import SharedPrefixCollator, pack_shared_prefix, register_packed_attention
 
     _check_recipe(recipe)
@@ -229,11 +254,11 @@ def build_sft_trainer(recipe: Recipe, data=None, *, args=None, callbacks: list |
     model = load_causal_lm(recipe.model, **model_kwargs)
     peft_config = None
     if recipe.lora.adapter_path:
-        model = PeftModel.from_pretrained(model, recipe.lora.adapter_path, is_trainable=True)
+        model = load_adapter(recipe, model, recipe.lora.adapter_path, is_trainable=True)
     else:
         peft_config = lora_config(recipe, model)
 
-    trainer = SFTTrainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train,
@@ -281,8 +306,9 @@ class SftResult:
 def run_sft(recipe: Recipe, resume: bool = False) -> Path:
     """Train the SFT adapter of ``recipe``; returns the adapter folder (``output_dir/sft/adapter``).
 
-    ``resume=True`` continues from the last checkpoint in ``output_dir/sft`` (same step count, optimizer and
-    scheduler state, RNG and data order). Without it, a previous run's adapter and checkpoints there are
+    ``resume=True`` continues from the newest complete checkpoint in ``output_dir/sft`` (same step count, optimizer
+    and scheduler state, RNG and data order). SIGTERM / SIGUSR1 stop the run after the current step with a
+    checkpoint (``Preempted``). Without it, a previous run's adapter and checkpoints there are
     replaced.
     """
     return train_sft(recipe, resume=resume).adapter
@@ -290,6 +316,7 @@ def run_sft(recipe: Recipe, resume: bool = False) -> Path:
 
 def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
     """``run_sft``, keeping the trainer (for callers that go on using the trained model in-process)."""
+    from hermes_train.runtime import saved_files
     from hermes_train.runtime.run_info import dataloader_world_size
     from hermes_train.runtime.stage import StageRun
 
@@ -312,10 +339,13 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
                 highlight=False,
             )
 
-        trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        with saved_files.trainer_checkpoints(run.directory, run.checkpoint):  # a bad checkpoint or a full disk: one line
+            trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        run.raise_if_preempted()  # stopped on a signal: its checkpoint ends the stage, the final adapter waits for --resume
         if trainer.eval_dataset is not None and not recipe.sft.eval_steps:
             trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
-        trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
+        with saved_files.writing(run.adapter, state.is_main_process):
+            trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
         plugin = trainer.accelerator.state.deepspeed_plugin
         run.finish(state, trainer.model, summary=_summary(trainer, run.adapter, run.seconds()),
                    zero_stage=int(plugin.zero_stage) if plugin else 0, precision=trainer.hermes_precision,

@@ -14,6 +14,13 @@ if [[ -n "${SETUP:-}" ]]; then
     source "$SETUP"
 fi
 
+# USR1 asks the training processes to stop after their step with a checkpoint (train.sbatch forwards it through
+# srun to every process of the step). The launcher itself (accelerate, torchrun's agent) has no handler and would
+# die of it, killing its workers mid-step: ignored here, through exec; each training process installs its own.
+trap '' USR1
+# On SIGTERM (preemption) torchrun's agent passes it on to its workers and kills them 30 s later by default, which
+# can cut a large checkpoint short: let Slurm's grace time (KillWait) be the limit instead.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-3600}
 exec "$ACCELERATE" launch \
     --config_file "$ACCELERATE_CONFIG" \
     --num_machines "$NNODES" \
