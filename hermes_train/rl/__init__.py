@@ -1,1 +1,1 @@
-"""Reinforcement learning stages: PPO (the project's own loop, its maths and actor-critic) and GRPO (TRL), with their rollouts."""
+"""Reinforcement learning stages: PPO (the project's own loop, its maths, checkpoints and actor-critic) and GRPO (TRL's trainer)."""
