@@ -120,10 +120,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hermes_train.export import export_run
+    from hermes_train.export import export_gguf, export_run
 
-    out = export_run(args.run_dir, stage=args.stage, out=args.out)
-    console.print(f"[green]merged model[/green] written to {out}")
+    if args.merge:
+        if args.outtype or args.ollama:
+            raise HermesTrainError("--outtype and --ollama go with --gguf (they describe the GGUF file)")
+        console.print(f"[green]merged model[/green] written to {export_run(args.run_dir, args.stage, args.out, args.force)}")
+        return 0
+    if not (args.gguf or args.ollama):
+        raise HermesTrainError("export what? --merge (an HF folder) or --gguf (a GGUF file; --ollama adds a Modelfile)")
+    start = time.perf_counter()
+    outtype = args.outtype or "f16"
+    paths = export_gguf(args.run_dir, args.stage, args.out, outtype, ollama=args.ollama, force=args.force)
+    console.print(f"[green]GGUF ({outtype})[/green] written to {paths[0]}: {paths[0].stat().st_size / 1e6:.1f} MB "
+                  f"in {time.perf_counter() - start:.0f}s")
+    if args.ollama:
+        console.print(f"[green]Ollama Modelfile[/green] written to {paths[1]}: ollama create NAME -f {paths[1]}")
     return 0
 
 
@@ -178,11 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="a run's output_dir")
     report.set_defaults(func=cmd_report)
 
-    export = commands.add_parser("export", help="merge a run's adapter into its base model and save the result")
+    export = commands.add_parser("export", help="merge a run's adapter into its base model: an HF folder or a GGUF file")
     export.add_argument("run_dir", help="a run's output_dir (holds config.yaml and the adapters)")
-    export.add_argument("--merge", action="store_true", required=True, help="merge the adapter into the base weights")
+    what = export.add_mutually_exclusive_group()
+    what.add_argument("--merge", action="store_true", help="write the merged model as an HF folder (vLLM, transformers)")
+    what.add_argument("--gguf", action="store_true", help="write the merged model as one GGUF file (llama.cpp, Ollama, LM Studio)")
     export.add_argument("--stage", default="sft", help="which adapter: sft (default) or a later stage's")
-    export.add_argument("--out", help="output folder (default: RUN_DIR/merged-STAGE)")
+    export.add_argument("--out", help="output folder (--merge; default RUN_DIR/merged-STAGE) or file (--gguf; default "
+                                      "RUN_DIR/merged-STAGE-OUTTYPE.gguf)")
+    export.add_argument("--outtype", choices=["f16", "q8_0"], help="GGUF weight type (default f16)")
+    export.add_argument("--ollama", action="store_true", help="--gguf, and an Ollama Modelfile beside the file")
+    export.add_argument("--force", action="store_true", help="replace an output that already exists")
     export.set_defaults(func=cmd_export)
 
     from hermes_train.evaluation import bfcl
