@@ -516,6 +516,7 @@ def episode_meter(trajectories: list[Trajectory]) -> MeanMeter:
         meter.add("episode/turns", r.counts["turns"])
         meter.add("episode/tool_calls", r.counts["calls"])
         meter.add("episode/truncated", float(bool(t.record.truncated) and not t.record.finished))
+        meter.add("episode/tool_crashes", sum(c.status == "crash" for c in t.record.calls))
         meter.add("episode/policy_tokens", t.policy_tokens)
         # Invalid calls over all calls made (0 while the policy makes none).
         meter.add("episode/invalid_call_rate", r.counts["invalid_calls"] / max(r.counts["calls"], 1), max(r.counts["calls"], 1e-9))
