@@ -430,9 +430,7 @@ def run_grpo(recipe: Recipe, resume: bool = False) -> Path:
                 highlight=False,
             )
 
-        with saved_files.trainer_checkpoints(run.directory, run.checkpoint):  # a bad checkpoint or a full disk: one line
-            trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
-        run.raise_if_preempted()  # stopped on a signal: its checkpoint ends the stage, the final adapter waits for --resume
+        run.train(trainer)  # resumes, and stops on a signal with its checkpoint
         with saved_files.writing(run.adapter, state.is_main_process):
             trainer.save_model(str(run.adapter))  # adapter (PEFT format) + tokenizer; gathers ZeRO-3 shards where needed
         if state.is_main_process:

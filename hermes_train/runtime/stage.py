@@ -150,8 +150,13 @@ class StageRun:
         """End a stage that stopped on a signal after saving ``checkpoint``."""
         raise Preempted(self.stage, checkpoint, self.watch.signal_name or "a signal")
 
-    def raise_if_preempted(self) -> None:
-        """After ``Trainer.train()`` returns: if a signal stopped it, the checkpoint it saved ends the stage."""
+    def train(self, trainer) -> None:
+        """Run a ``Trainer`` from the checkpoint being resumed (checked first; a full disk while saving is one line).
+        If a signal stopped it, the checkpoint it saved ends the stage: the final adapter waits for ``--resume``."""
+        from hermes_train.runtime.saved_files import trainer_checkpoints
+
+        with trainer_checkpoints(self.directory, self.checkpoint):
+            trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
         if self.stop_requested():  # agreed, so that no rank goes on into the final save while another stops
             self.stop(latest_complete(self.directory)[0])
 

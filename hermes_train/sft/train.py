@@ -339,9 +339,7 @@ def train_sft(recipe: Recipe, resume: bool = False) -> SftResult:
                 highlight=False,
             )
 
-        with saved_files.trainer_checkpoints(run.directory, run.checkpoint):  # a bad checkpoint or a full disk: one line
-            trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
-        run.raise_if_preempted()  # stopped on a signal: its checkpoint ends the stage, the final adapter waits for --resume
+        run.train(trainer)  # resumes, and stops on a signal with its checkpoint
         if trainer.eval_dataset is not None and not recipe.sft.eval_steps:
             trainer.evaluate()  # logged at the final step (metrics.jsonl, trackers)
         with saved_files.writing(run.adapter, state.is_main_process):
