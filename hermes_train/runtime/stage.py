@@ -78,7 +78,6 @@ class StageRun:
         from hermes_train.runtime.tracking import configure_tracking, run_name
 
         self.started = time.perf_counter()
-        check_same_run(self.recipe)  # another recipe's run in output_dir is refused before anything is replaced
         if self.resume:
             self.checkpoint, unfinished = latest_complete(self.directory)
             for checkpoint in unfinished:  # newer than the one resumed: their save was cut short
@@ -90,6 +89,7 @@ class StageRun:
                 f"the starting adapter {self._protect} lies inside this run's {self.directory}, which the run replaces; "
                 "copy the adapter elsewhere or use another output_dir (or --resume to continue that run)"
             )
+        check_same_run(self.recipe)  # another recipe's run in output_dir is refused before anything is replaced
         self.report_to = configure_tracking(self.recipe, self.stage)
         self.name = run_name(self.recipe, self.stage)
         self.watch.__enter__()
