@@ -45,8 +45,9 @@ def assert_sharded_over_two(run_info: dict, stage: str) -> None:
 @pytest.mark.distributed
 def test_sft_then_ppo_sharded_over_two_processes_with_zero3(tmp_path, tiny_cache, tiny_model_dir):
     run = tmp_path / "run"
-    common = ["model.name_or_path=tiny:xs", f"output_dir={run}"]
-    out = launch(tiny_cache, "sft", TINY, *common, "sft.max_steps=2", "data.num_examples=40", "data.max_seq_len=256")
+    # One run: both stages get the same recipe (a different data mix in the same output_dir is refused)
+    common = ["model.name_or_path=tiny:xs", f"output_dir={run}", "data.num_examples=40", "data.max_seq_len=256"]
+    out = launch(tiny_cache, "sft", TINY, *common, "sft.max_steps=2")
     assert out.returncode == 0, out.stderr[-3000:]
     assert_sharded_over_two(json.loads((run / "run_info.json").read_text()), "sft")
 
