@@ -89,7 +89,8 @@ class PreemptionWatch:
         return bool(flag.item())
 
 
-def _barrier() -> None:
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in a single process)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -135,16 +136,16 @@ def staged_directory(target: Path, is_main: bool = True):
         if partial.exists():
             shutil.rmtree(partial)  # a save cut short earlier
         partial.mkdir(parents=True)
-    _barrier()
+    barrier()
     try:
         yield partial
-        _barrier()
+        barrier()
         if is_main:
             mark_complete(partial)
             if target.exists():
                 shutil.rmtree(target)
             partial.rename(target)
-        _barrier()
+        barrier()
     except Exception as error:
         if not (isinstance(error, OSError) or disk_full(error)):  # safetensors and torch report a full disk their own way
             raise

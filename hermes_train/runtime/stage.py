@@ -26,7 +26,7 @@ from rich.markup import escape
 from transformers import TrainerCallback
 
 from hermes_train.errors import HermesTrainError
-from hermes_train.runtime.preemption import Preempted, PreemptionWatch, latest_complete, mark_complete
+from hermes_train.runtime.preemption import Preempted, PreemptionWatch, barrier, latest_complete, mark_complete
 
 if TYPE_CHECKING:
     from hermes_train.config import Recipe
@@ -46,10 +46,7 @@ class _TrainerPreemption(TrainerCallback):
             control.should_save = control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # every rank's shards are on disk
+        barrier()  # every rank's shards are on disk
         if state.is_world_process_zero:
             mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", step=state.global_step)
 
